@@ -1,0 +1,54 @@
+"""WorkloadConfig: the knobs of one request, and their validation.
+
+A workload takes the fields its defaults set (not None); asking a workload for
+a knob it does not have is a user error, as is an impossible value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from emulator.errors import UserError
+from emulator.ops import DTYPE_BYTES
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    batch: int = 1  # images, videos or sequences per request
+    image_size: int | None = None  # output side in pixels
+    frames: int | None = None  # video frames
+    steps: int | None = None  # denoising or parallel-decoding steps of the first generator stage
+    prompt_tokens: int | None = None  # text tokens
+    output_tokens: int | None = None  # generated tokens (LLM)
+    guidance: bool | None = None  # classifier-free guidance: conditional + unconditional batch
+    dtype: str = "fp16"
+
+    def asdict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+ALWAYS_TAKEN = ("batch", "dtype")
+POSITIVE = ("batch", "frames", "steps", "prompt_tokens", "output_tokens", "image_size")
+
+
+def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **overrides) -> WorkloadConfig:
+    """Defaults with the given overrides (None means 'not given'), validated."""
+    taken = [f.name for f in fields(WorkloadConfig) if f.name in ALWAYS_TAKEN or getattr(defaults, f.name) is not None]
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key in given:
+        if key not in taken:
+            flags = ", ".join("--" + k.replace("_", "-") for k in taken)
+            raise UserError(f"{name} takes no --{key.replace('_', '-')}; it takes {flags}")
+    cfg = replace(defaults, **given)
+    for key in POSITIVE:
+        value = getattr(cfg, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+    if cfg.dtype not in DTYPE_BYTES:
+        raise UserError(f"--dtype {cfg.dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
+    if image_sizes is not None and cfg.image_size not in image_sizes:
+        raise UserError(
+            f"--image-size {cfg.image_size} is not valid for {name}: use a multiple of {image_sizes.step} "
+            f"from {image_sizes.start} to {image_sizes[-1]}"
+        )
+    return cfg

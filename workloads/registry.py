@@ -1,0 +1,33 @@
+"""The one registry of workloads, keyed by name, in the order the study lists them."""
+
+from __future__ import annotations
+
+from emulator.errors import UserError
+from emulator.pipeline import Pipeline
+from workloads import imagen, llama2, make_a_video, muse, parti, phenaki, prod_image, stable_diffusion
+from workloads.workload import Workload
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        llama2.WORKLOAD,
+        imagen.WORKLOAD,
+        stable_diffusion.WORKLOAD,
+        muse.WORKLOAD,
+        parti.WORKLOAD,
+        prod_image.WORKLOAD,
+        make_a_video.WORKLOAD,
+        phenaki.WORKLOAD,
+    )
+}
+
+
+def get(name: str) -> Workload:
+    if name not in WORKLOADS:
+        raise UserError(f"unknown workload {name!r}; choose one of: {', '.join(WORKLOADS)}")
+    return WORKLOADS[name]
+
+
+def build(name: str, **knobs) -> Pipeline:
+    """The Pipeline of one request of workload `name` with the given knobs (None: default)."""
+    return get(name).build(**knobs)
