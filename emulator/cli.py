@@ -1,0 +1,70 @@
+"""The command line: `python -m emulator list | describe WORKLOAD ...`.
+
+User errors print one line and exit with code 2; the workload suite is imported
+only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from emulator.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UserError(f"{self.prog}: {message}")
+
+
+
+def cmd_list(args) -> None:
+    from workloads import WORKLOADS
+
+    width = max(len(n) for n in WORKLOADS)
+    klass = max(len(w.klass) for w in WORKLOADS.values())
+    for w in WORKLOADS.values():
+        print(f"{w.name:{width}s}  {w.klass:{klass}s}  {w.description}")
+
+
+def cmd_describe(args) -> None:
+    from emulator.describe import format_text, report
+    from workloads import build
+
+    knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
+                                           "output_tokens", "guidance", "dtype")}
+    r = report(build(args.workload, **knobs))
+    print(json.dumps(r, indent=2) if args.json else format_text(r))
+
+
+def parser() -> Parser:
+    p = Parser(prog="emulator", description="Emulator of multi-modal generative AI inference.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub.add_parser("list", help="the workloads of the suite").set_defaults(run=cmd_list)
+    d = sub.add_parser("describe", help="FLOPs, bytes, parameters and attention shapes of one request")
+    d.add_argument("workload")
+    d.add_argument("--batch", type=int, help="images, videos or sequences per request")
+    d.add_argument("--image-size", type=int, help="output side in pixels")
+    d.add_argument("--frames", type=int, help="video frames")
+    d.add_argument("--steps", type=int, help="denoising / parallel decoding steps of the first generator stage")
+    d.add_argument("--prompt-tokens", type=int, help="text tokens")
+    d.add_argument("--output-tokens", type=int, help="generated tokens (LLM)")
+    d.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=None,
+                   help="classifier-free guidance (doubles the batch of guided stages)")
+    d.add_argument("--dtype", help="fp16 (default), bf16, fp32, fp8")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(run=cmd_describe)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        args.run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `... | head` closed the pipe
+        return 0
+    return 0

@@ -1,0 +1,136 @@
+"""What one request of a workload costs, per component and in total: the `describe` report.
+
+`report(pipeline)` returns a plain dict (the `--json` output); `format_text`
+renders it for a terminal. Every number is derived from the stage graphs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from emulator.pipeline import Pipeline, Stage
+
+
+def attention_summary(stage: Stage) -> list[dict]:
+    """Distinct attention calls of one stage call, in first-seen order, with how many of each."""
+    first = stage.graph()
+    grows = stage.kv_growth * (stage.calls - 1)
+    counts: Counter = Counter()
+    for op in first.attention_ops:
+        a = op.shape
+        counts[(a.variant, a.q_len, a.kv_len, a.heads, a.head_dim, a.batch, a.kv_cache)] += 1
+    return [
+        {
+            "variant": variant,
+            "q_len": q_len,
+            "kv_len": kv_len,
+            "kv_len_last": kv_len + grows if cached else kv_len,
+            "heads": heads,
+            "head_dim": head_dim,
+            "batch": batch,
+            "count": count,
+        }
+        for (variant, q_len, kv_len, heads, head_dim, batch, cached), count in counts.items()
+    ]
+
+
+def component(stage: Stage) -> dict:
+    g = stage.graph()
+    per_request = stage.request_totals()
+    return {
+        "name": stage.name,
+        "description": stage.description,
+        "calls": stage.calls,
+        "batch": stage.batch,
+        "kv_growth_per_call": stage.kv_growth,
+        "params": g.totals.params,
+        "weight_bytes": g.totals.weight_bytes,
+        "ops_per_call": len(g),
+        "flops_per_call": g.totals.flops,
+        "mac_flops_per_call": g.totals.mac_flops,
+        "bytes_per_call": g.totals.bytes,
+        "ops_by_category": {c: t.ops for c, t in g.by_category.items()},
+        "flops_by_category": {c: t.flops for c, t in g.by_category.items()},
+        "attention": attention_summary(stage),
+        "similarity_bytes_per_call": g.totals.similarity_bytes,
+        "similarity_bytes_formula_per_call": stage.similarity_formula(stage.batch) if stage.similarity_formula else None,
+        "peak_activation_bytes": g.peak_activation_bytes("flash"),
+        "peak_activation_bytes_baseline": g.peak_activation_bytes("baseline"),
+        "kv_cache_bytes_last": stage.final_kv_cache_bytes(),
+        "flops_per_request": per_request.flops,
+        "bytes_per_request": per_request.bytes,
+        "similarity_bytes_per_request": per_request.similarity_bytes,
+    }
+
+
+def report(pipeline: Pipeline) -> dict:
+    components = [component(s) for s in pipeline.stages]
+    analytic = [(s, c) for s, c in zip(pipeline.stages, components) if s.similarity_formula]
+    return {
+        "workload": pipeline.workload,
+        "params": dict(pipeline.params),
+        "components": components,
+        "flops_per_request": sum(c["flops_per_request"] for c in components),
+        "bytes_per_request": sum(c["bytes_per_request"] for c in components),
+        "similarity_bytes_per_request": sum(c["similarity_bytes_per_request"] for c in components),
+        # The analytic model covers the diffusion UNets; compare it with the graph over the same stages.
+        "similarity_analytic": {
+            "stages": [s.name for s, _ in analytic],
+            "formula_bytes_per_request": sum(c["similarity_bytes_formula_per_call"] * s.calls for s, c in analytic),
+            "graph_bytes_per_request": sum(c["similarity_bytes_per_request"] for _, c in analytic),
+        } if analytic else None,
+        "params_total": pipeline.params_total,
+        "peak_activation_bytes": max(c["peak_activation_bytes"] for c in components),
+        "peak_activation_bytes_baseline": max(c["peak_activation_bytes_baseline"] for c in components),
+        "kv_cache_bytes": max(c["kv_cache_bytes_last"] for c in components),
+    }
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}"
+
+
+def _bytes(value: float) -> str:
+    for scale, prefix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= scale:
+            return f"{value / scale:.4g} {prefix}"
+    return f"{value:.0f} B"
+
+
+def format_text(r: dict) -> str:
+    knobs = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+    lines = [f"{r['workload']} ({knobs})", ""]
+    for c in r["components"]:
+        lines.append(f"{c['name']}: {c['description']}")
+        lines.append(f"  parameters {_si(c['params'], '')}, {c['calls']} call(s) per request at batch {c['batch']}"
+                     + (f", KV cache +{c['kv_growth_per_call']} per call" if c["kv_growth_per_call"] else ""))
+        lines.append(f"  per call: {_si(c['flops_per_call'], 'FLOP')}, {_bytes(c['bytes_per_call'])} moved, "
+                     f"{c['ops_per_call']} ops, peak activations {_bytes(c['peak_activation_bytes'])} "
+                     f"({_bytes(c['peak_activation_bytes_baseline'])} with baseline attention)")
+        cats = ", ".join(f"{k} {v}" for k, v in c["ops_by_category"].items())
+        lines.append(f"  ops by category: {cats}")
+        if c["attention"]:
+            lines.append("  attention calls:   variant    batch  heads  head_dim    q_len   kv_len  count")
+            for a in c["attention"]:
+                kv = f"{a['kv_len']}" if a["kv_len_last"] == a["kv_len"] else f"{a['kv_len']}..{a['kv_len_last']}"
+                lines.append(f"                    {a['variant']:9s} {a['batch']:6d} {a['heads']:6d} {a['head_dim']:9d} "
+                             f"{a['q_len']:8d} {kv:>8s} {a['count']:6d}")
+        sim = f"  similarity matrices per call: {_bytes(c['similarity_bytes_per_call'])} from the graph"
+        if c["similarity_bytes_formula_per_call"] is not None:
+            sim += f", {_bytes(c['similarity_bytes_formula_per_call'])} by the analytic formula"
+        lines.append(sim)
+        lines.append("")
+    lines.append(f"per request: {_si(r['flops_per_request'], 'FLOP')}, {_bytes(r['bytes_per_request'])} moved, "
+                 f"parameters {_si(r['params_total'], '')}")
+    lines.append(f"  similarity matrices (baseline attention, all calls): {_bytes(r['similarity_bytes_per_request'])}")
+    if r["similarity_analytic"]:
+        a = r["similarity_analytic"]
+        lines.append(f"    of which {', '.join(a['stages'])}: {_bytes(a['graph_bytes_per_request'])} from the graph, "
+                     f"{_bytes(a['formula_bytes_per_request'])} by the analytic formula")
+    lines.append(f"  peak activations: {_bytes(r['peak_activation_bytes'])} "
+                 f"({_bytes(r['peak_activation_bytes_baseline'])} with baseline attention)"
+                 + (f", KV cache {_bytes(r['kv_cache_bytes'])}" if r["kv_cache_bytes"] else ""))
+    return "\n".join(lines)
