@@ -1,0 +1,64 @@
+"""The command line: list, describe, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from emulator.cli import main
+from tests.test_suite import STUDY
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "emulator", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_list_prints_every_workload(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == STUDY
+
+
+def test_describe_json_has_the_documented_keys(capsys):
+    assert main(["describe", "stable-diffusion", "--json", "--batch", "2"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in ("workload", "params", "components", "flops_per_request", "params_total", "peak_activation_bytes"):
+        assert key in r
+    assert r["params"]["batch"] == 2
+    unet = next(c for c in r["components"] if c["name"] == "unet")
+    for key in ("name", "calls", "batch", "params", "flops_per_call", "bytes_per_call", "ops_by_category", "attention"):
+        assert key in unet
+    assert unet["batch"] == 4 and unet["calls"] == 50
+    assert {"variant", "q_len", "kv_len", "heads", "head_dim", "count"} <= set(unet["attention"][0])
+    assert r["flops_per_request"] == sum(c["flops_per_request"] for c in r["components"])
+    assert unet["similarity_bytes_formula_per_call"] == unet["similarity_bytes_per_call"]
+
+
+def test_describe_text_names_every_component(capsys):
+    assert main(["describe", "parti"]) == 0
+    out = capsys.readouterr().out
+    for name in ("encoder", "decoder", "vqgan_decoder", "attention calls", "KV cache"):
+        assert name in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["describe", "dall-e"], "stable-diffusion"),  # names the valid choices
+    (["describe", "stable-diffusion", "--image-size", "500"], "--image-size"),
+    (["describe", "make-a-video", "--frames", "0"], "--frames"),
+    (["describe", "llama2-7b", "--batch", "-3"], "--batch"),
+    (["describe", "llama2-7b", "--batch", "many"], "invalid int"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, fragment):
+    result = run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_core_packages_never_import_torch():
+    code = "import sys, emulator, workloads, emulator.cli, emulator.describe; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
