@@ -49,7 +49,6 @@ def encode(b: GraphBuilder, spec: TextEncoderSpec, batch: int, tokens: int) -> T
     variant = "causal" if spec.causal else "self"
     x = transformer.stack(b, x, spec.layer, spec.layers, variant=variant, causal=spec.causal)
     x = transformer.norm(b, x, spec.layer.norm)
-    if spec.projection:
-        pooled = x.view(batch * tokens, spec.layer.dim)  # the end-of-text token is gathered, then projected
-        b.linear("text_projection", Tensor((batch, spec.layer.dim), pooled.node), spec.projection, bias=False)
+    if spec.projection:  # the end-of-text token's state is gathered, then projected: [B, 1, D] -> [B, 1, P]
+        b.linear("text_projection", x.narrow(1, 1), spec.projection, bias=False)
     return x
