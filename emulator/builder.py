@@ -135,7 +135,7 @@ class GraphBuilder:
 
     def group_norm(self, name: str, x: Tensor, groups: int = 32) -> Tensor:
         """x[B, C, ...]: statistics per (sample, group of channels)."""
-        return self.add(name, Norm("group", x.numel, x.shape[1], groups), (x,), x.shape)
+        return self.add(name, Norm("group", x.numel, x.shape[1], groups, batch=x.shape[0]), (x,), x.shape)
 
     def layer_norm(self, name: str, x: Tensor) -> Tensor:
         """x[..., D]: statistics per token over D."""

@@ -248,17 +248,25 @@ class Attention:
 
 @dataclass(frozen=True)
 class Norm:
-    """Group, layer or RMS normalization of `elements` values with `channels` affine parameters."""
+    """Group, layer or RMS normalization of `elements` values with `channels` affine parameters.
+
+    Group norm takes statistics per (sample, group): `batch` samples of
+    `channels` channels in `groups` groups. Layer and RMS norm take them per
+    row of `channels` values.
+    """
 
     norm: str
     elements: int
     channels: int
     groups: int = 1
+    batch: int = 1
 
     category_by_norm = {"group": "GroupNorm", "layer": "LayerNorm", "rms": "LayerNorm"}
 
     def __post_init__(self) -> None:
-        _positive(elements=self.elements, channels=self.channels, groups=self.groups)
+        _positive(elements=self.elements, channels=self.channels, groups=self.groups, batch=self.batch)
+        if self.elements % (self.channels * self.batch):
+            raise ValueError(f"{self.elements} elements do not split into {self.batch} x {self.channels} channels")
         if self.norm not in NORM_KINDS:
             raise ValueError(f"norm {self.norm!r} not in {NORM_KINDS}")
 

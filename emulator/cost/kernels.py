@@ -1,0 +1,49 @@
+"""How an op runs as kernels, per attention implementation, and the kernel kind that times it.
+
+Flash attention is one fused kernel. Baseline attention is three: the scaled
+score matmul QK^T [B*H, q, d] x [B*H, d, kv], a softmax over the [B*H*q, kv]
+similarity matrix, and the value matmul [B*H, q, kv] x [B*H, kv, d]; a causal
+mask adds a fourth, an in-place add over the matrix. The similarity matrix makes
+round trips through device memory, and masked positions are computed anyway.
+"""
+
+from __future__ import annotations
+
+from emulator.ops import Op
+from emulator.shapes import Attention, Elementwise, Matmul, Softmax
+
+ATTENTION_IMPLEMENTATIONS = ("flash", "baseline")
+
+
+def kernel_kind(op: Op, attention: str) -> str:
+    """The calibration kind that times this op: the shape's kind, attention split by implementation."""
+    if isinstance(op.shape, Attention):
+        return f"attention_{attention}"
+    return op.shape.kind
+
+
+def kernel_count(op: Op, attention: str) -> int:
+    """Kernel launches the op costs the host."""
+    if isinstance(op.shape, Attention) and attention == "baseline":
+        return len(baseline_attention_kernels(op))
+    return 1
+
+
+def baseline_attention_kernels(op: Op) -> tuple[Op, ...]:
+    """Scaled score matmul, [causal mask add], softmax, value matmul."""
+    a = op.shape
+    bh = a.batch * a.heads
+    scores = Op(f"{op.name}.scores", Matmul(bh, a.q_len, a.head_dim, a.kv_len), op.dtype)
+    mask = Op(f"{op.name}.mask", Elementwise("add", bh * a.q_len * a.kv_len), op.dtype)
+    softmax = Op(f"{op.name}.softmax", Softmax(bh * a.q_len, a.kv_len), op.dtype)
+    values = Op(f"{op.name}.values", Matmul(bh, a.q_len, a.kv_len, a.head_dim), op.dtype)
+    masked = a.causal and a.q_len > 1  # one query sees every cached key: nothing to mask
+    return (scores, mask, softmax, values) if masked else (scores, softmax, values)
+
+
+def work(op: Op, attention: str) -> tuple[int, int]:
+    """(FLOPs, bytes) the op's kernels perform under an attention implementation."""
+    if isinstance(op.shape, Attention) and attention == "baseline":
+        parts = baseline_attention_kernels(op)
+        return sum(k.flops for k in parts), sum(k.bytes for k in parts)
+    return op.flops, op.bytes

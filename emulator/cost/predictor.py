@@ -1,0 +1,185 @@
+"""Kernel-time predictor of one kernel kind, fitted to measured points.
+
+Method (the same for every kind):
+1. A roofline-shaped curve with fitted constants,
+       t = overhead + smoothmax(FLOPs / flops_per_s, bytes / bytes_per_s),
+   smoothmax(a, b) = (a^4 + b^4)^(1/4), fitted by least squares on log time
+   (robust loss) to all measured points of the kind. It captures the trend:
+   launch-bound tiny kernels, memory-bound and compute-bound regimes.
+2. A correction for what the curve misses (tile quantization, library kernel
+   choices): the log ratio measured / curve at the measured points,
+   interpolated at a new shape by a weighted local-linear fit (a plane, weights
+   1 / squared distance) over its 2D + 2 nearest measured neighbours in the
+   space of D log shape features (below), kept within the neighbours' range
+   widened by 25%. At a measured shape the prediction is the measurement.
+
+The calibrated domain of a kind is the box spanned by its measured features,
+widened by a factor of 2 on each side; outside it cost models fall back to
+the curve alone (a roofline with the attained rates) and count the fallback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from math import prod
+from typing import Callable, Sequence
+
+import numpy as np
+
+from emulator.cost.kernels import work
+from emulator.ops import Op
+from emulator.shapes import ELEMENTWISE_FLOPS_PER_ELEMENT
+
+SMOOTHNESS = 4.0
+RIDGE = 1e-3  # regularizes the local plane where neighbours are nearly collinear
+WEIGHT_FLOOR = 1e-3  # squared log-distance added before inverting, so no neighbour dominates alone
+CLIP = math.log(1.25)
+DOMAIN_MARGIN = math.log(2.0)
+
+
+def _conv(s) -> tuple:
+    # Implicit GEMM: M = output positions, K = reduction per output, N = output channels.
+    return (s.batch * prod(s.out_size), s.c_in // s.groups * prod(s.kernel), s.c_out, s.stride)
+
+
+def _attention(s) -> tuple:
+    return (s.batch * s.heads, s.q_len, s.kv_len, s.head_dim, 2 if s.causal else 1)
+
+
+FEATURES: dict[str, Callable[[object], tuple]] = {
+    "linear": lambda s: (s.m, s.k, s.n),
+    "matmul": lambda s: (s.batch, s.m, s.k, s.n),
+    "conv2d": _conv,
+    "conv1d": _conv,
+    "attention_flash": _attention,
+    "attention_baseline": _attention,
+    # Group norm parallelizes over (sample, group) rows: their number shapes its time as much as the size.
+    "group_norm": lambda s: (s.elements, s.batch * s.groups, s.channels),
+    "layer_norm": lambda s: (s.elements, s.channels),
+    "rms_norm": lambda s: (s.elements, s.channels),
+    "softmax": lambda s: (s.rows, s.cols),
+    # The op (copy, add, silu, gelu, ...) matters beyond its bytes: its arithmetic per element tells them apart.
+    "elementwise": lambda s: (s.elements, s.inputs + 1, ELEMENTWISE_FLOPS_PER_ELEMENT[s.op] + 1),
+    "resample": lambda s: (s.input_elements, s.factor, 2 if s.direction == "up" else 1),
+    "embedding": lambda s: (s.tokens, s.dim),
+}
+KINDS = tuple(FEATURES)
+
+
+def log_features(kind: str, shape) -> np.ndarray:
+    return np.log(np.asarray(FEATURES[kind](shape), dtype=float))
+
+
+def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
+    """(FLOPs, bytes) of one kernel of this kind (baseline attention: its three kernels)."""
+    attention = kind.removeprefix("attention_") if kind.startswith("attention_") else "flash"
+    return work(Op("", shape, dtype), attention)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The fitted roofline-shaped curve of one kind."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    overhead_s: float
+
+    def __call__(self, flops: float, nbytes: float) -> float:
+        a, b = flops / self.flops_per_s, nbytes / self.bytes_per_s
+        return self.overhead_s + (a**SMOOTHNESS + b**SMOOTHNESS) ** (1 / SMOOTHNESS)
+
+    def asdict(self) -> dict:
+        return {"flops_per_s": self.flops_per_s, "bytes_per_s": self.bytes_per_s, "overhead_s": self.overhead_s}
+
+
+def fit_curve(flops: Sequence[float], nbytes: Sequence[float], seconds: Sequence[float],
+              max_flops_per_s: float = np.inf, max_bytes_per_s: float = np.inf,
+              overhead_s: float | None = None) -> Curve:
+    """Least-squares fit of the curve on log time (soft-L1 loss against outliers).
+
+    The rates are bounded by the device's peaks (a kernel cannot beat its
+    datasheet) and the overhead by the fastest measurement; `overhead_s` fixes
+    the overhead where the points cannot tell it (all of them large kernels).
+    """
+    from scipy.optimize import least_squares  # fitting only: prediction needs no scipy
+
+    f = np.maximum(np.asarray(flops, float), 0.0)
+    b = np.asarray(nbytes, float)
+    t = np.asarray(seconds, float)
+    hi = np.log([max_flops_per_s, max_bytes_per_s, t.min()])
+    lo = np.array([0.0, 0.0, math.log(1e-8)])
+    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2]), lo + 1e-9, hi - 1e-9)
+    if overhead_s is not None:
+        lo[2], hi[2], x0[2] = math.log(overhead_s) - 1e-9, math.log(overhead_s) + 1e-9, math.log(overhead_s)
+
+    def residual(x):
+        p, w, o = np.exp(x)
+        model = o + ((f / p) ** SMOOTHNESS + (b / w) ** SMOOTHNESS) ** (1 / SMOOTHNESS)
+        return np.log(model) - np.log(t)
+
+    sol = least_squares(residual, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+    p, w, o = np.exp(sol.x)
+    return Curve(float(p), float(w), float(o))
+
+
+def curve_seconds(kind: str, dtype: str, curve: Curve, shape) -> float:
+    """The curve's time for a shape of this kind."""
+    return curve(*shape_work(kind, dtype, shape))
+
+
+class KindPredictor:
+    """Curve + nearest-neighbour correction for one kind, from measured (shape, seconds) points."""
+
+    def __init__(self, kind: str, dtype: str, curve: Curve, shapes: Sequence, seconds: Sequence[float]):
+        if not shapes:
+            raise ValueError(f"{kind}: no measured points")
+        self.kind, self.dtype, self.curve = kind, dtype, curve
+        self.x = np.stack([log_features(kind, s) for s in shapes])  # [N, D]
+        curve_s = np.array([self._curve(s) for s in shapes])
+        self.residual = np.log(np.asarray(seconds, float)) - np.log(curve_s)  # [N]
+        self.lo = self.x.min(axis=0) - DOMAIN_MARGIN
+        self.hi = self.x.max(axis=0) + DOMAIN_MARGIN
+
+    def curve_time(self, shape) -> float:
+        """The fitted curve alone: the calibrated roofline, used outside the measured domain."""
+        return curve_seconds(self.kind, self.dtype, self.curve, shape)
+
+    _curve = curve_time
+
+    def covers(self, shape) -> bool:
+        x = log_features(self.kind, shape)
+        return bool(np.all(x >= self.lo) and np.all(x <= self.hi))
+
+    def predict(self, shape) -> float:
+        return self._curve(shape) * math.exp(self.correction(log_features(self.kind, shape)))
+
+    def correction(self, x: np.ndarray) -> float:
+        """Log ratio measured / curve at x: weighted local-linear fit over the nearest measured shapes."""
+        d2 = ((self.x - x) ** 2).sum(axis=1)
+        n, dims = self.x.shape
+        nearest = np.argsort(d2)[: min(n, 2 * dims + 2)]
+        r = self.residual[nearest]
+        if d2[nearest[0]] < 1e-18:
+            return float(r[0])
+        w = 1.0 / (d2[nearest] + WEIGHT_FLOOR)
+        if len(nearest) <= dims + 1:  # too few neighbours for a plane: weighted mean
+            return float((w * r).sum() / w.sum())
+        a = np.hstack([np.ones((len(nearest), 1)), self.x[nearest] - x])  # [k, 1 + D]
+        aw = a.T * w
+        beta = np.linalg.solve(aw @ a + RIDGE * np.eye(dims + 1), aw @ r)
+        # A plane fitted to noisy neighbours can overshoot away from them: stay near their range.
+        return float(np.clip(beta[0], r.min() - CLIP, r.max() + CLIP))
+
+
+def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[float], device=None,
+                  overhead_s: float | None = None) -> KindPredictor:
+    """Fit the curve to the points (rates bounded by `device`'s peaks, if given), then build the predictor."""
+    fw = [shape_work(kind, dtype, s) for s in shapes]
+    bounds = {}
+    if device is not None:
+        matrix = Op("", shapes[0], dtype).mac_flops > 0
+        bounds = {"max_flops_per_s": device.matmul_flops_per_s(dtype) if matrix else device.vector_flops_per_s,
+                  "max_bytes_per_s": device.bytes_per_s}
+    curve = fit_curve([w[0] for w in fw], [w[1] for w in fw], seconds, overhead_s=overhead_s, **bounds)
+    return KindPredictor(kind, dtype, curve, shapes, seconds)

@@ -1,0 +1,163 @@
+"""Profile files (calibrated kernel times of one device) and the Profile cost model.
+
+A profile is versioned JSON:
+
+    {"schema": "genai-emulator.profile", "version": 1,
+     "device": "<catalog name: datasheet for the fallback and memory>",
+     "dtype": "fp16", "fingerprint": {...}, "provenance": {"kind": "measured" | "derived", ...},
+     "host": {"s_per_kernel": 1e-05, "s_per_op": 6e-05, "included_in_kernel_times": false},
+     "kinds": {"linear": {"backend": "...", "curve": {...},
+                          "points": [{"shape": {...}, "median_s": ..., "min_s": ..., "spread": ..., ...}]}}}
+
+`load_profile` refuses a wrong schema, version or a corrupted file with one
+line naming the file and the problem. `Profile` predicts every op it covers
+(kind measured, same element width, shape inside the calibrated domain); for
+the rest it falls back to a roofline, counted: the kind's fitted curve (the
+roofline with the attained rates and launch overhead) for a measured kind of
+the same element width, else the device's datasheet roofline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, kernel_kind
+from emulator.cost.predictor import KINDS, Curve, KindPredictor
+from emulator.cost.roofline import Roofline
+from emulator.devices import device
+from emulator.errors import UserError
+from emulator.ops import DTYPE_BYTES, Op
+from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax
+
+SCHEMA = "genai-emulator.profile"
+VERSION = 1
+SHAPE_TYPES = {
+    "linear": Linear, "matmul": Matmul, "conv2d": Conv, "conv1d": Conv,
+    "attention_flash": Attention, "attention_baseline": Attention,
+    "group_norm": Norm, "layer_norm": Norm, "rms_norm": Norm,
+    "softmax": Softmax, "elementwise": Elementwise, "resample": Resample, "embedding": Embedding,
+}
+TUPLE_FIELDS = ("size", "kernel")
+POINT_KEYS = ("shape", "median_s")
+
+
+def shape_to_json(shape) -> dict:
+    return asdict(shape)
+
+
+def shape_from_json(kind: str, data: dict):
+    fields = {k: tuple(v) if k in TUPLE_FIELDS else v for k, v in data.items()}
+    return SHAPE_TYPES[kind](**fields)
+
+
+def load_profile(path: str | Path) -> dict:
+    """Read and validate a profile file; any defect is a one-line UserError."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such profile file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: corrupted profile file ({e})") from None
+    check_profile(data, str(path))
+    return data
+
+
+def check_profile(data, where: str) -> None:
+    def fail(problem: str):
+        raise UserError(f"{where}: {problem}")
+
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        fail(f"not a profile file (expected schema {SCHEMA!r})")
+    if data.get("version") != VERSION:
+        fail(f"profile version {data.get('version')!r} is not supported (this emulator reads version {VERSION})")
+    for key in ("device", "dtype", "fingerprint", "provenance", "host", "kinds"):
+        if key not in data:
+            fail(f"missing key {key!r}")
+    if data["dtype"] not in DTYPE_BYTES:
+        fail(f"dtype {data['dtype']!r} is not one of {', '.join(DTYPE_BYTES)}")
+    if data["provenance"].get("kind") not in ("measured", "derived"):
+        fail("provenance.kind must be 'measured' or 'derived'")
+    host = data["host"]
+    if not isinstance(host.get("s_per_kernel"), (int, float)) or host["s_per_kernel"] < 0:
+        fail("host.s_per_kernel must be a non-negative number")
+    for kind, entry in data["kinds"].items():
+        if kind not in KINDS:
+            fail(f"unknown kernel kind {kind!r}")
+        try:
+            Curve(**entry["curve"])
+        except (KeyError, TypeError):
+            fail(f"kinds.{kind}.curve must hold flops_per_s, bytes_per_s, overhead_s")
+        points = entry.get("points")
+        if not isinstance(points, list) or not points:
+            fail(f"kinds.{kind}.points must be a non-empty list")
+        for i, p in enumerate(points):
+            if not isinstance(p, dict) or any(k not in p for k in POINT_KEYS):
+                fail(f"kinds.{kind}.points[{i}] lacks one of {POINT_KEYS}")
+            if not isinstance(p["median_s"], (int, float)) or not p["median_s"] > 0:
+                fail(f"kinds.{kind}.points[{i}].median_s must be a positive number")
+            try:
+                shape_from_json(kind, p["shape"])
+            except (TypeError, ValueError) as e:
+                fail(f"kinds.{kind}.points[{i}].shape is not a valid {kind} shape ({e})")
+
+
+def shipped_profile(name: str) -> Path | None:
+    """The profile shipped in calibration/profiles/ for a catalog device, if any."""
+    path = resources.files("calibration").joinpath("profiles", f"{name}.json")
+    return Path(str(path)) if path.is_file() else None
+
+
+class Profile:
+    """Cost model from a calibrated profile, with roofline fallback outside its domain."""
+
+    def __init__(self, data: dict, attention: str = "flash", name: str = "profile"):
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+        self.data = data
+        self.name = name
+        self.attention = attention
+        self.dtype = data["dtype"]
+        self.device = device(data["device"])
+        self.fallback = Roofline(self.device, attention)
+        host = data["host"]
+        included = host.get("included_in_kernel_times", False)
+        self.host_s_per_kernel = 0.0 if included else float(host["s_per_kernel"])
+        self.host_s_per_op = 0.0 if included else float(host.get("s_per_op", host["s_per_kernel"]))
+        self.predictors: dict[str, KindPredictor] = {}
+        for kind, entry in data["kinds"].items():
+            shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
+            seconds = [p["median_s"] for p in entry["points"]]
+            self.predictors[kind] = KindPredictor(kind, self.dtype, Curve(**entry["curve"]), shapes, seconds)
+        self._memo: dict = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path, attention: str = "flash") -> "Profile":
+        return cls(load_profile(path), attention, name=Path(path).stem)
+
+    def _cost(self, op: Op) -> tuple[float, bool]:
+        """(seconds, covered by the profile), memoized per shape and dtype."""
+        key = (op.shape, op.dtype)
+        if key not in self._memo:
+            predictor = self.predictors.get(kernel_kind(op, self.attention))
+            same_width = op.dtype_bytes == DTYPE_BYTES[self.dtype]
+            covered = predictor is not None and same_width and predictor.covers(op.shape)
+            if covered:
+                seconds = predictor.predict(op.shape)
+            elif predictor is not None and same_width:
+                # Outside the measured box: the kind's calibrated roofline (attained rates and launch
+                # overhead), without the neighbour correction; the datasheet's would ignore both.
+                seconds = predictor.curve_time(op.shape)
+            else:
+                seconds = self.fallback.op_time(op)
+            self._memo[key] = (seconds, covered)
+        return self._memo[key]
+
+    def covers(self, op: Op) -> bool:
+        return self._cost(op)[1]
+
+    def op_time(self, op: Op) -> float:
+        return self._cost(op)[0]

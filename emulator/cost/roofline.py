@@ -1,0 +1,40 @@
+"""Roofline cost model: each kernel takes the longer of its compute time and its memory time.
+
+Matrix products (linear, matmul, conv, attention) run at the device's matrix
+peak for the op's dtype, other arithmetic at its fp32 vector peak; memory at
+its HBM bandwidth. Optional efficiencies scale both peaks. This is an upper
+bound on speed built from datasheet facts alone; it also serves as the
+fallback of calibrated profiles outside their measured domain.
+"""
+
+from __future__ import annotations
+
+from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, baseline_attention_kernels
+from emulator.devices import Device
+from emulator.ops import Op
+from emulator.shapes import Attention
+
+
+class Roofline:
+    def __init__(self, device: Device, attention: str = "flash", compute_efficiency: float = 1.0,
+                 memory_efficiency: float = 1.0):
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+        self.device = device
+        self.attention = attention
+        self.compute_efficiency = compute_efficiency
+        self.memory_efficiency = memory_efficiency
+        self.host_s_per_op = device.host_us_per_op * 1e-6
+        self.host_s_per_kernel = device.host_us_per_kernel * 1e-6
+        self.name = f"roofline:{device.name}"
+
+    def kernel_time(self, op: Op) -> float:
+        rate = self.device.matmul_flops_per_s(op.dtype) if op.mac_flops else self.device.vector_flops_per_s
+        compute = op.flops / (rate * self.compute_efficiency)
+        memory = op.bytes / (self.device.bytes_per_s * self.memory_efficiency)
+        return max(compute, memory)
+
+    def op_time(self, op: Op) -> float:
+        if isinstance(op.shape, Attention) and self.attention == "baseline":
+            return sum(self.kernel_time(k) for k in baseline_attention_kernels(op))
+        return self.kernel_time(op)

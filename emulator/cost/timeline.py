@@ -1,0 +1,97 @@
+"""Time of one stage call: device kernels in order, fed by a host that dispatches them.
+
+Eager PyTorch dispatches kernels from one host thread without waiting for the
+device, h seconds per op of the graph (the model code's whole host cost per
+op, calibrated on real models) plus the bare dispatch time for each further
+kernel an op launches (baseline attention). Op j cannot start before the host
+has dispatched it (at H_j, the sum of host times up to and including j) nor
+before op j-1 ends. The call ends when the last op does:
+
+    D_j = max(D_{j-1}, H_j) + d_j   =>   D_n = max_j (H_j + d_j + ... + d_n)
+
+so a step's time is set by whichever side is the bottleneck, and where. At
+small batch the device idles waiting for the host (`host_idle_s`). On a CPU the
+same thread runs the kernels: the call takes the sum of kernel times plus
+dispatch, with no overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from emulator.cost.kernels import kernel_count
+from emulator.graph import OpGraph
+from emulator.ops import CATEGORIES
+
+
+@dataclass
+class CallTime:
+    seconds: float  # wall time of the call
+    device_s: float  # sum of kernel times
+    by_category_s: dict[str, float] = field(default_factory=dict)  # kernel time per category
+    fallback_ops: int = 0  # ops costed by the roofline fallback
+
+    @property
+    def host_idle_s(self) -> float:
+        """Time the device waits for the host to dispatch kernels."""
+        return max(self.seconds - self.device_s, 0.0)
+
+
+def finish_time(kernel_s: np.ndarray, dispatched_s: np.ndarray, synchronous: bool) -> float:
+    """End of the last kernel; dispatched_s[j] is when the host has issued kernel j."""
+    if synchronous:
+        return float(kernel_s.sum() + dispatched_s[-1]) if len(kernel_s) else 0.0
+    suffix = np.cumsum(kernel_s[::-1])[::-1]  # d_j + ... + d_n
+    return float(np.max(dispatched_s + suffix)) if len(kernel_s) else 0.0
+
+
+class GraphCoster:
+    """Costs the calls of one graph (and of its later decode steps) under a cost model."""
+
+    def __init__(self, graph: OpGraph, model, synchronous: bool):
+        self.graph, self.model, self.synchronous = graph, model, synchronous
+        attention = getattr(model, "attention", "flash")
+        extra_kernels = np.array([kernel_count(op, attention) - 1 for op in graph.ops], dtype=float)
+        host = model.host_s_per_op + extra_kernels * model.host_s_per_kernel  # [ops]
+        self.dispatched = np.cumsum(host)
+        self.kernel_s = np.array([model.op_time(op) for op in graph.ops])
+        index = {c: i for i, c in enumerate(CATEGORIES)}
+        self.category = np.array([index[op.category] for op in graph.ops])
+        covers = getattr(model, "covers", None)
+        self.fallback = np.array([covers is not None and not covers(op) for op in graph.ops])
+        self.kv_index = np.array([graph.index[op.name] for op in graph.kv_cache_ops], dtype=int)
+
+    def call(self, kv_advance: int = 0) -> CallTime:
+        """The call whose KV caches are `kv_advance` positions longer than the graph's."""
+        d = self.kernel_s
+        fallback = self.fallback
+        if kv_advance and len(self.kv_index):
+            d = d.copy()
+            fallback = fallback.copy()
+            for i in self.kv_index:
+                op = self.graph.ops[i]
+                grown = type(op)(op.name, op.shape.advanced(kv_advance), op.dtype)
+                d[i] = self.model.op_time(grown)
+                if hasattr(self.model, "covers"):
+                    fallback[i] = not self.model.covers(grown)
+        per_category = np.bincount(self.category, weights=d, minlength=len(CATEGORIES))
+        return CallTime(
+            seconds=finish_time(d, self.dispatched, self.synchronous),
+            device_s=float(d.sum()),
+            by_category_s={c: float(s) for c, s in zip(CATEGORIES, per_category) if s > 0},
+            fallback_ops=int(fallback.sum()),
+        )
+
+
+def sum_calls(calls: Sequence[CallTime]) -> CallTime:
+    total = CallTime(0.0, 0.0)
+    for c in calls:
+        total.seconds += c.seconds
+        total.device_s += c.device_s
+        total.fallback_ops += c.fallback_ops
+        for k, v in c.by_category_s.items():
+            total.by_category_s[k] = total.by_category_s.get(k, 0.0) + v
+    return total

@@ -1,0 +1,83 @@
+"""The device catalog: hardware as data, units in the key names, loaded from devices.json.
+
+`device(name)` returns a frozen `Device`; unknown names are user errors that
+list the catalog. Peaks are datasheet upper bounds; attained rates come from
+calibrated profiles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from functools import cache
+from pathlib import Path
+
+from emulator.errors import UserError
+
+CATALOG = Path(__file__).with_name("devices.json")
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    kind: str  # gpu | cpu
+    label: str
+    fp16_tflops: float
+    bf16_tflops: float
+    tf32_tflops: float
+    fp32_tflops: float
+    hbm_GBps: float
+    hbm_GB: float
+    l2_MB: float
+    sms: int
+    nvlink_GBps: float
+    tdp_W: float
+    host_us_per_op: float  # host time per graph op of eager model code (framework overhead included)
+    host_us_per_kernel: float  # bare dispatch of one more kernel
+    source: str
+    host_source: str
+
+    def matmul_flops_per_s(self, dtype: str) -> float:
+        """Peak rate of matrix products (tensor cores where the dtype has them)."""
+        tflops = {"fp16": self.fp16_tflops, "bf16": self.bf16_tflops, "fp8": 2 * self.fp16_tflops,
+                  "tf32": self.tf32_tflops}.get(dtype, self.fp32_tflops)
+        return tflops * 1e12
+
+    @property
+    def vector_flops_per_s(self) -> float:
+        """Peak rate of non-matrix arithmetic (norms, softmax, activations run in fp32)."""
+        return self.fp32_tflops * 1e12
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.hbm_GBps * 1e9
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.hbm_GB * 1e9
+
+    @property
+    def synchronous(self) -> bool:
+        """A CPU runs its kernels on the dispatching thread: no overlap of host and device."""
+        return self.kind == "cpu"
+
+
+@cache
+def catalog() -> dict[str, Device]:
+    raw = json.loads(CATALOG.read_text())
+    names = {f.name for f in fields(Device)} - {"name"}
+    out = {}
+    for name, entry in raw.items():
+        if name.startswith("_"):
+            continue
+        if set(entry) != names:
+            raise ValueError(f"{CATALOG}: device {name} has keys {sorted(set(entry) ^ names)} wrong")
+        out[name] = Device(name=name, **entry)
+    return out
+
+
+def device(name: str) -> Device:
+    devices = catalog()
+    if name not in devices:
+        raise UserError(f"unknown device {name!r}; the catalog has: {', '.join(devices)}")
+    return devices[name]
