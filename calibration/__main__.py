@@ -1,0 +1,89 @@
+"""`python -m calibration run | report | derive | validate | concurrency`: measure, check and derive kernel-cost profiles."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emulator.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}")
+
+
+def parser() -> Parser:
+    p = Parser(prog="calibration", description="Kernel calibration for the emulator.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    r = sub.add_parser("run", help="benchmark every kernel kind on this device and write a profile")
+    r.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    r.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default=None,
+                   help="default: fp16 on cuda, fp32 on cpu")
+    r.add_argument("--quick", action="store_true", help="a small grid and shorter timing")
+    r.add_argument("--workloads", nargs="*", default=[], metavar="NAME", help="also measure these workloads' shapes")
+    r.add_argument("--out", required=True, type=Path, help="profile file to write")
+    r.add_argument("--device-name", help="catalog device the profile describes (default: detected)")
+    r.add_argument("--max-kernel-s", type=float, help="skip kernels estimated slower than this per run")
+    r.add_argument("--passes", type=int, default=1,
+                   help="measure every kernel this many times, in shuffled orders, and keep the median "
+                        "(for machines whose speed drifts, e.g. shared virtual machines)")
+    rep = sub.add_parser("report", help="held-out prediction error of a profile, per kind")
+    rep.add_argument("profile")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--against", metavar="MEASURED.json",
+                     help="instead: the profile's error at the points another profile measured")
+    d = sub.add_parser("derive", help="build the A100/H100 profiles from public measurements")
+    d.add_argument("--out-dir", type=Path, default=Path(__file__).with_name("profiles"))
+    v = sub.add_parser("validate", help="time real PyTorch models and compare with the emulator")
+    v.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    v.add_argument("--profile", help="profile file or catalog device to predict with")
+    v.add_argument("--out", type=Path, required=True, help="CSV to write")
+    v.add_argument("--small", action="store_true", help="tiny models (a smoke test of the code paths)")
+    c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
+    c.add_argument("--out", type=Path, required=True, help="CSV to write")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        if args.command == "run":
+            from calibration.run import run
+
+            dtype = args.dtype or ("fp16" if args.device == "cuda" else "fp32")
+            if args.workloads:
+                import workloads
+
+                for name in args.workloads:
+                    workloads.get(name)
+            run(args.device, dtype, args.quick, args.workloads, args.out, args.device_name, args.max_kernel_s,
+                args.passes)
+        elif args.command == "report":
+            from calibration.report import against, report
+
+            if args.against:
+                against(args.profile, args.against)
+            else:
+                report(args.profile, args.seed)
+        elif args.command == "validate":
+            from calibration.validate import validate
+
+            validate(args.device, args.profile, args.out, args.small)
+        elif args.command == "concurrency":
+            from calibration.concurrency import concurrency
+
+            concurrency(args.out)
+        else:
+            from calibration.derive import derive_all
+
+            derive_all(args.out_dir)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

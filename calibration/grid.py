@@ -1,0 +1,88 @@
+"""What to measure: a grid of shapes per kernel kind, plus the distinct shapes of named workloads.
+
+The grid spans the suite's range on each axis (tokens 1..65k, widths 320..16k,
+feature maps 8..256, sequences 1..4096) at about a factor of 2-4 per step;
+`quick` keeps a corner subset. Workload shapes are taken from every stage graph
+at the workload's default knobs, for decode stages at their first, middle and
+last calls, with attention under both implementations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from itertools import product
+
+from emulator.cost.kernels import kernel_kind
+from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax
+
+Spec = tuple  # (kind, shape)
+
+
+def spec_key(kind: str, shape) -> str:
+    return f"{kind}:{json.dumps(asdict(shape), sort_keys=True)}"
+
+
+def grid(quick: bool = False) -> list[Spec]:
+    q = quick
+    out: list[Spec] = []
+    for m, k, n in product((1, 16, 256, 4096) if q else (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536),
+                           (768, 4096) if q else (320, 768, 1280, 4096, 11008),
+                           (1280, 4096) if q else (320, 1280, 4096, 16384)):
+        out.append(("linear", Linear(m, k, n)))
+    for b, m, k, n in product((16,) if q else (1, 16, 128), (64, 4096) if q else (64, 512, 4096),
+                              (64,) if q else (64, 512), (64, 4096) if q else (64, 512, 4096)):
+        out.append(("matmul", Matmul(b, m, k, n)))
+    for c, side, batch in product((320, 1280) if q else (128, 320, 640, 1280),
+                                  (16, 64) if q else (8, 16, 32, 64, 128, 256), (1,) if q else (1, 4)):
+        out.append(("conv2d", Conv(batch, c, c, (side, side), (3, 3))))
+    if not q:
+        for c, side in product((320, 1280), (16, 64)):
+            out += [("conv2d", Conv(2, c, c, (side, side), (1, 1))),
+                    ("conv2d", Conv(2, c, c, (2 * side, 2 * side), (3, 3), stride=2)),
+                    ("conv2d", Conv(2, 2 * c, c, (side, side), (3, 3)))]
+    for batch, c, frames in product((4096,) if q else (256, 4096, 65536), (320,) if q else (320, 1280),
+                                    (16,) if q else (8, 16, 76)):
+        out.append(("conv1d", Conv(batch, c, c, (frames,), (3,))))
+    attention = list(product((16,) if q else (16, 128), (1, 256, 4096) if q else (1, 16, 64, 256, 1024, 4096),
+                             (77, 1024, 4096) if q else (77, 256, 1024, 4096), (64,) if q else (40, 64, 128)))
+    causal = [] if q else [(16, n, n, 128) for n in (256, 1024, 4096)]
+    for impl in ("attention_flash", "attention_baseline"):
+        out += [(impl, Attention(1, bh, ql, kv, d, "self")) for bh, ql, kv, d in attention]
+        out += [(impl, Attention(1, bh, ql, kv, d, "causal", causal=True)) for bh, ql, kv, d in causal]
+        if not q:
+            out += [(impl, Attention(1, bh, f, f, 64, "temporal")) for bh in (4096, 65536) for f in (8, 16, 76)]
+    for batch, c, hw in product((2,) if q else (1, 2, 8), (320, 1280) if q else (128, 320, 640, 1280),
+                                (1024, 16384) if q else (64, 1024, 4096, 16384)):
+        out.append(("group_norm", Norm("group", batch * c * hw, c, 32, batch)))
+    for norm, rows, c in product(("layer", "rms"), (1, 1024) if q else (1, 77, 1024, 8192, 65536),
+                                 (768, 4096) if q else (320, 768, 1280, 4096)):
+        out.append((f"{norm}_norm", Norm(norm, rows * c, c)))
+    for rows, cols in product((1024, 65536) if q else (1024, 16384, 262144), (77, 4096) if q else (77, 256, 1024, 4096, 32000)):
+        out.append(("softmax", Softmax(rows, cols)))
+    for op, n in product(("add", "silu", "copy") if q else ("add", "silu", "copy", "gelu", "geglu"),
+                         (2**10, 2**18, 2**24) if q else (2**10, 2**13, 2**16, 2**19, 2**22, 2**25)):
+        out.append(("elementwise", Elementwise(op, n, 2 if op in ("add", "geglu") else 1)))
+    for c, side in product((128, 640), (16, 64) if q else (16, 64, 256)):
+        out.append(("resample", Resample("up", 1, c, (side, side))))
+    for tokens, dim in product((1, 1024) if q else (1, 77, 1024, 4096), (768, 4096)):
+        out.append(("embedding", Embedding(tokens, 32000, dim)))
+    return out
+
+
+def workload_specs(names: list[str], dtype: str) -> list[Spec]:
+    """Distinct (kind, shape) of the named workloads' graphs (attention under both implementations)."""
+    import workloads
+
+    seen: dict[str, Spec] = {}
+    for name in names:
+        pipeline = workloads.build(name, dtype=dtype)
+        for stage in pipeline.stages:
+            calls = sorted({0, stage.calls // 2, stage.calls - 1}) if stage.kv_growth else [0]
+            for call in calls:
+                for op in stage.graph(call=call):
+                    impls = ("flash", "baseline") if isinstance(op.shape, Attention) else ("flash",)
+                    for impl in impls:
+                        kind = kernel_kind(op, impl)
+                        seen.setdefault(spec_key(kind, op.shape), (kind, op.shape))
+    return list(seen.values())

@@ -1,0 +1,96 @@
+"""`python -m calibration report PROFILE.json`: the profile's prediction error on shapes it did not see.
+
+Per kind, a random fifth of the measured shapes is held out, the predictor is
+refitted on the rest, and the held-out shapes are predicted; the table gives
+the median and 90th percentile of |predicted - measured| / measured. Needs no
+torch: it reads the profile file only.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from emulator.cost.predictor import fit_predictor
+from emulator.cost.profile import load_profile, shape_from_json
+from emulator.devices import device
+
+MIN_POINTS = 5
+
+
+def holdout_errors(profile: dict, seed: int = 0, fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """Relative errors on held-out shapes, per kind with at least MIN_POINTS points."""
+    rng = random.Random(seed)
+    errors = {}
+    for kind, entry in sorted(profile["kinds"].items()):
+        points = entry["points"]
+        if len(points) < MIN_POINTS:
+            continue
+        order = list(range(len(points)))
+        rng.shuffle(order)
+        held = set(order[: max(1, round(fraction * len(points)))])
+        train = [points[i] for i in order if i not in held]
+        predictor = fit_predictor(kind, profile["dtype"], [shape_from_json(kind, p["shape"]) for p in train],
+                                  [p["median_s"] for p in train], device(profile["device"]))
+        errs = []
+        for i in sorted(held):
+            measured = points[i]["median_s"]
+            predicted = predictor.predict(shape_from_json(kind, points[i]["shape"]))
+            errs.append(abs(predicted - measured) / measured)
+        errors[kind] = np.array(errs)
+    return errors
+
+
+def summary(errors: dict[str, np.ndarray]) -> dict[str, dict]:
+    return {kind: {"held_out": len(e), "median": float(np.median(e)), "p90": float(np.quantile(e, 0.9))}
+            for kind, e in errors.items()}
+
+
+def report(path: str, seed: int = 0) -> dict[str, dict]:
+    profile = load_profile(path)
+    rows = summary(holdout_errors(profile, seed))
+    prov = profile["provenance"]
+    method = " ".join(prov.get("method", "").split())
+    print(f"{path}: {profile['device']} {profile['dtype']}, {prov['kind']}: {method[:160]}")
+    print(f"{'kind':20s} {'points':>6s} {'held out':>8s} {'median err':>10s} {'p90 err':>8s}  source")
+    errors = holdout_errors(profile, seed)
+    for kind, entry in sorted(profile["kinds"].items()):
+        r = rows.get(kind)
+        source = entry.get("source", prov["kind"])
+        if r is None:
+            print(f"{kind:20s} {len(entry['points']):6d} {'-':>8s} {'(too few points)':>19s}  {source}")
+        else:
+            print(f"{kind:20s} {len(entry['points']):6d} {r['held_out']:8d} {100 * r['median']:9.1f}% "
+                  f"{100 * r['p90']:7.1f}%  {source}")
+    # Synthesized and transferred kinds are not measurements of this device: the summary leaves them out.
+    real = [k for k, e in profile["kinds"].items() if k in errors
+            and not e.get("source", "").startswith(("synthesized", "transferred"))]
+    every = np.concatenate([errors[k] for k in real])
+    print(f"{'all measured':20s} {sum(len(profile['kinds'][k]['points']) for k in real):6d} {len(every):8d} "
+          f"{100 * np.median(every):9.1f}% {100 * np.quantile(every, 0.9):7.1f}%")
+    return rows
+
+
+def against(path: str, measured_path: str) -> dict[str, dict]:
+    """Error of one profile's predictions at the points another profile measured (e.g. derived vs measured)."""
+    from emulator.cost import Profile
+    from emulator.ops import Op
+
+    model_data, truth = load_profile(path), load_profile(measured_path)
+    rows = {}
+    print(f"{path} predicting the points measured in {measured_path}")
+    print(f"{'kind':20s} {'points':>6s} {'median err':>10s} {'p90 err':>8s} {'fallback':>8s}")
+    for kind, entry in sorted(truth["kinds"].items()):
+        attention = kind.removeprefix("attention_") if kind.startswith("attention_") else "flash"
+        model = Profile(model_data, attention)
+        errs, fallback = [], 0
+        for p in entry["points"]:
+            op = Op("", shape_from_json(kind, p["shape"]), truth["dtype"])
+            fallback += not model.covers(op)
+            errs.append(abs(model.op_time(op) - p["median_s"]) / p["median_s"])
+        e = np.array(errs)
+        rows[kind] = {"points": len(e), "median": float(np.median(e)), "p90": float(np.quantile(e, 0.9)),
+                      "fallback": fallback}
+        print(f"{kind:20s} {len(e):6d} {100 * np.median(e):9.1f}% {100 * np.quantile(e, 0.9):7.1f}% {fallback:8d}")
+    return rows

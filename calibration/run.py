@@ -1,0 +1,256 @@
+"""`python -m calibration run`: measure every kernel kind on this device, fit predictors, write a profile.
+
+Steps: collect the grid and workload shapes; drop those that would not fit in
+memory or would take longer than `max_kernel_s` per run (listed in the profile
+as skipped); print how many kernels remain and an estimate of the time; measure
+the host's dispatch time; time each kernel (progress bar), appending each result
+to `OUT.partial.jsonl` so an interrupted run resumes where it stopped; fit one
+predictor per kind; write the profile and remove the partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from calibration.fingerprint import catalog_name, fingerprint
+from calibration.grid import grid, spec_key, workload_specs
+from calibration.drift import DriftReference, compute_share, correction
+from calibration.host import dispatch_seconds, framework_seconds_per_op
+from emulator.cost.kernels import work
+from emulator.cost.predictor import fit_predictor
+from emulator.cost.profile import SCHEMA, VERSION, check_profile, shape_from_json, shape_to_json
+from emulator.cost.roofline import Roofline
+from emulator.devices import device as catalog_device
+from emulator.ops import Op
+
+SETTINGS = {  # per device type: what fits, how long one kernel may take, how long to time it
+    "cpu": {"max_set_bytes": 1 << 30, "max_kernel_s": 0.25, "budget_s": 1.5, "tolerance": 0.01},
+    "cuda": {"max_set_bytes": 6 << 30, "max_kernel_s": 0.25, "budget_s": 0.4, "tolerance": 0.02},
+}
+
+
+def footprint_bytes(kind: str, shape, dtype: str) -> int:
+    """Memory one input set, its weights and outputs take (baseline attention: two similarity matrices)."""
+    op = Op("", shape, dtype)
+    elements = shape.input_elements + shape.weight_elements + shape.output_elements
+    return elements * op.dtype_bytes + (2 * op.similarity_bytes if kind == "attention_baseline" else 0)
+
+
+def estimate_kernel_s(kind: str, shape, dtype: str, roofline: Roofline) -> float:
+    """A pessimistic guess of one run: the roofline at half efficiency plus a launch."""
+    flops, nbytes = work(Op("", shape, dtype), kind.removeprefix("attention_") if "attention" in kind else "flash")
+    rate = roofline.device.matmul_flops_per_s(dtype) if Op("", shape, dtype).mac_flops else \
+        roofline.device.vector_flops_per_s
+    return 2 * max(flops / rate, nbytes / roofline.device.bytes_per_s) + 10e-6
+
+
+def buffer_sets(set_bytes: int, cache_bytes: float) -> int:
+    """Enough rotating input sets to overflow the last-level cache twice (1 to 8)."""
+    return max(1, min(8, math.ceil(2 * cache_bytes / max(set_bytes, 1))))
+
+
+def plan(specs, dtype: str, settings: dict, roofline: Roofline):
+    todo, skipped = [], []
+    for kind, shape in specs:
+        need = footprint_bytes(kind, shape, dtype)
+        est = estimate_kernel_s(kind, shape, dtype, roofline)
+        if need > settings["max_set_bytes"]:
+            skipped.append((kind, shape, f"needs {need / 2**30:.1f} GiB"))
+        elif est > settings["max_kernel_s"]:
+            skipped.append((kind, shape, f"estimated {est:.2f} s per run"))
+        else:
+            todo.append((kind, shape, est))
+    return todo, skipped
+
+
+def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Path,
+        device_name: str | None = None, max_kernel_s: float | None = None, passes: int = 1) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    from calibration.kernels import make_runner
+    from calibration.timers import CpuClock, CudaClock, measure
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no CUDA device")
+    torch.manual_seed(0)
+    fp = fingerprint(device)
+    name = device_name or catalog_name(fp)
+    catalog = catalog_device(name)
+    settings = dict(SETTINGS[device])
+    if max_kernel_s is not None:
+        settings["max_kernel_s"] = max_kernel_s
+    if quick:
+        settings["budget_s"] = min(settings["budget_s"], 0.3)
+    roofline = Roofline(catalog)
+    specs = grid(quick) + workload_specs(workload_names, dtype)
+    unique = {spec_key(k, s): (k, s) for k, s in specs}
+    todo, skipped = plan(unique.values(), dtype, settings, roofline)
+    # Each pass measures every kernel once, in its own shuffled order, so that slow spells of a
+    # shared machine fall on different kernels in different passes; the profile keeps the median.
+    jobs = []
+    for p in range(passes):
+        order = list(todo)
+        random.Random(p).shuffle(order)
+        jobs += [(p, kind, shape, est) for kind, shape, est in order]
+
+    partial_path = out.with_name(out.name + ".partial.jsonl")
+    done = _resume(partial_path, device, dtype, fp)
+    remaining = [j for j in jobs if _job_key(j[0], j[1], j[2]) not in done]
+    fill_Bps = 1e9 if device == "cpu" else 100e9  # filling input buffers with random values
+    cache = catalog.l2_MB * 1e6
+    estimate = 0.0
+    for _, kind, shape, est in remaining:
+        nbytes = footprint_bytes(kind, shape, dtype)
+        estimate += min(20 * est, settings["budget_s"]) + 0.005 + nbytes * buffer_sets(nbytes, cache) / fill_Bps
+    print(f"calibration on {device} ({fp.get('gpu') or fp.get('cpu')}) as {name}, {dtype}: "
+          f"{len(todo)} kernels x {passes} pass(es) ({len(jobs) - len(remaining)} measurements already done, "
+          f"{len(skipped)} kernels skipped), estimated {estimate / 60:.1f} min", file=sys.stderr)
+
+    with partial_path.open("a") as log:
+        if "host" not in done:
+            host = {"s_per_kernel": dispatch_seconds(device)}
+            if device == "cuda":  # on a CPU the kernel times include the host's work
+                try:
+                    framework = framework_seconds_per_op(device)
+                except Exception as e:  # a reference library too old or too new: keep the bare dispatch
+                    print(f"host time per op from real models failed ({type(e).__name__}: {e})", file=sys.stderr)
+                    framework = None
+                if framework:
+                    host.update(s_per_op=framework["s_per_op"], s_per_op_by_model=framework["by_model"])
+                else:
+                    print("diffusers/transformers not importable: host time per op = bare dispatch",
+                          file=sys.stderr)
+            log.write(json.dumps({"host": host, "device": device, "dtype": dtype, "torch": fp["torch"]}) + "\n")
+            done["host"] = host
+        clock = CudaClock() if device == "cuda" else CpuClock()
+        reference = DriftReference() if device == "cpu" else None  # GPU clocks hold steady
+        for p, kind, shape, _ in tqdm(remaining, desc="kernels", unit="kernel", file=sys.stderr):
+            entry = {"pass": p, "kind": kind, "shape": shape_to_json(shape)}
+            started = time.perf_counter()
+            runner = None
+            try:
+                sets = buffer_sets(footprint_bytes(kind, shape, dtype), cache)
+                runner = make_runner(kind, shape, dtype, device, sets)
+                before = reference.measure() if reference else None
+                timing = measure(runner.run, clock, budget_s=settings["budget_s"],
+                                 tolerance=settings["tolerance"])
+                entry.update(timing.asdict(), backend=runner.backend, buffers=sets)
+                if reference:
+                    after = reference.measure()
+                    entry["reference_s"] = [math.sqrt(x * y) for x, y in zip(before, after)]
+            except (RuntimeError, ValueError, TypeError) as e:  # out of memory, or a shape torch refuses
+                entry["error"] = str(e).splitlines()[0][:200]
+            finally:
+                runner = None
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+            entry["wall_s"] = round(time.perf_counter() - started, 4)
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            done[_job_key(p, kind, shape)] = entry
+
+    profile = build_profile(name, dtype, fp, done, skipped, quick, workload_names, device, passes, catalog)
+    out.write_text(json.dumps(profile, indent=1))
+    partial_path.unlink()
+    return profile
+
+
+def _job_key(p: int, kind: str, shape) -> str:
+    return f"{p}|{spec_key(kind, shape)}"
+
+
+def _resume(path: Path, device: str, dtype: str, fp: dict) -> dict:
+    """Measurements of an interrupted run of the same device, dtype and torch, keyed by pass and spec."""
+    done: dict = {}
+    if not path.exists():
+        return done
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("device") != device or lines[0].get("dtype") != dtype \
+            or lines[0].get("torch") != fp["torch"]:
+        path.unlink()  # another device or setup: start afresh
+        return done
+    done["host"] = lines[0]["host"]
+    for entry in lines[1:]:
+        shape = shape_from_json(entry["kind"], entry["shape"])
+        done[_job_key(entry.get("pass", 0), entry["kind"], shape)] = entry
+    return done
+
+
+def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, quick: bool,
+                  workload_names: list[str], device: str, passes: int = 1, catalog=None) -> dict:
+    measurements: dict[str, list] = {}
+    for key, entry in done.items():
+        if key != "host":
+            measurements.setdefault(spec_key(entry["kind"], shape_from_json(entry["kind"], entry["shape"])),
+                                    []).append(entry)
+    references = [e["reference_s"] for e in done.values() if isinstance(e, dict) and "reference_s" in e]
+    typical = tuple(statistics.median(r[i] for r in references) for i in (0, 1)) if references else None
+    for entries in measurements.values():
+        for e in entries:
+            if typical and "reference_s" in e and "error" not in e:
+                shape = shape_from_json(e["kind"], e["shape"])
+                factor = correction(compute_share(e["kind"], shape, dtype, catalog), e["reference_s"], typical)
+                e["raw_median_s"], e["median_s"] = e.get("raw_median_s", e["median_s"]), e["median_s"] * factor
+                e["drift_factor"] = factor
+    by_kind: dict[str, list] = {}
+    failed = []
+    for entries in measurements.values():
+        good = [e for e in entries if "error" not in e]
+        if not good:
+            e = entries[0]
+            failed.append({"kind": e["kind"], "shape": e["shape"], "reason": e["error"]})
+            continue
+        medians = [e["median_s"] for e in good]
+        point = {
+            "shape": good[0]["shape"],
+            "median_s": statistics.median(medians),  # over passes (drift-corrected where measured)
+            "min_s": min(e["min_s"] for e in good),
+            "spread": max(e["spread"] for e in good),  # within a pass, the worst
+            "pass_medians_s": medians,
+            "repeats": sum(e["repeats"] for e in good),
+            "rejected": sum(e["rejected"] for e in good),
+            "backend": good[0]["backend"],
+            "buffers": good[0]["buffers"],
+            "wall_s": round(sum(e["wall_s"] for e in good), 3),
+        }
+        if "drift_factor" in good[0]:
+            point["drift_factors"] = [round(e["drift_factor"], 4) for e in good]
+            point["raw_medians_s"] = [e["raw_median_s"] for e in good]
+        by_kind.setdefault(good[0]["kind"], []).append(point)
+    kinds = {}
+    for kind, points in sorted(by_kind.items()):
+        shapes = [shape_from_json(kind, p["shape"]) for p in points]
+        predictor = fit_predictor(kind, dtype, shapes, [p["median_s"] for p in points], catalog)
+        backends = Counter(p["backend"] for p in points)
+        kinds[kind] = {"backend": backends.most_common(1)[0][0], "curve": predictor.curve.asdict(),
+                       "points": points}
+    profile = {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "device": name,
+        "dtype": dtype,
+        "fingerprint": fp,
+        "provenance": {
+            "kind": "measured",
+            "method": f"python -m calibration run --device {device} --dtype {dtype} --passes {passes}"
+                      + (" --quick" if quick else "") + (" --workloads " + " ".join(workload_names)
+                                                         if workload_names else ""),
+            "timer": "CUDA events" if device == "cuda" else "perf_counter",
+            "drift_correction": (f"reference kernels around each kernel, run medians {typical[0]:.3e} s "
+                                 f"(384^3 matmul) and {typical[1]:.3e} s (64 MB copy)") if typical else "none",
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+        "host": {**done["host"], "included_in_kernel_times": device == "cpu"},
+        "kinds": kinds,
+        "skipped": [{"kind": k, "shape": shape_to_json(s), "reason": r} for k, s, r in skipped] + failed,
+    }
+    check_profile(profile, "new profile")
+    return profile
