@@ -12,6 +12,8 @@ import sys
 
 from emulator.errors import UserError
 
+DEFAULT_DEVICE = "a100-sxm4-80gb"
+
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump
@@ -29,12 +31,14 @@ def cmd_list(args) -> None:
 
 
 def cmd_describe(args) -> None:
+    from emulator.cost import cost_model
     from emulator.describe import format_text, report
     from workloads import build
 
     knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
                                            "output_tokens", "guidance", "dtype")}
-    r = report(build(args.workload, **knobs))
+    pipeline = build(args.workload, **knobs)
+    r = report(pipeline, cost_model(args.device, args.attention, args.roofline))
     print(json.dumps(r, indent=2) if args.json else format_text(r))
 
 
@@ -53,6 +57,11 @@ def parser() -> Parser:
     d.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=None,
                    help="classifier-free guidance (doubles the batch of guided stages)")
     d.add_argument("--dtype", help="fp16 (default), bf16, fp32, fp8")
+    d.add_argument("--device", default=DEFAULT_DEVICE,
+                   help=f"catalog device (its shipped profile) or a profile file; default {DEFAULT_DEVICE}")
+    d.add_argument("--attention", choices=("flash", "baseline"), default="flash",
+                   help="attention implementation to cost (default flash)")
+    d.add_argument("--roofline", action="store_true", help="cost by the device's datasheet roofline")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(run=cmd_describe)
     return p

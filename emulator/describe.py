@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from emulator.cost import stage_time
+from emulator.ops import CATEGORIES
 from emulator.pipeline import Pipeline, Stage
 
 
@@ -34,9 +36,20 @@ def attention_summary(stage: Stage) -> list[dict]:
     ]
 
 
-def component(stage: Stage) -> dict:
+def component(stage: Stage, model=None) -> dict:
     g = stage.graph()
     per_request = stage.request_totals()
+    timing = {}
+    if model is not None:
+        first, request = stage_time(stage, model)
+        timing = {
+            "time_per_call_s": first.seconds,
+            "time_per_request_s": request.seconds,
+            "device_busy_per_request_s": request.device_s,
+            "host_idle_per_request_s": request.host_idle_s,
+            "breakdown_s": request.by_category_s,
+            "fallback_ops_per_request": request.fallback_ops,
+        }
     return {
         "name": stage.name,
         "description": stage.description,
@@ -60,11 +73,30 @@ def component(stage: Stage) -> dict:
         "flops_per_request": per_request.flops,
         "bytes_per_request": per_request.bytes,
         "similarity_bytes_per_request": per_request.similarity_bytes,
+        **timing,
     }
 
 
-def report(pipeline: Pipeline) -> dict:
-    components = [component(s) for s in pipeline.stages]
+def timing_summary(components: list[dict], model) -> dict:
+    """Request-level times: components run one after another."""
+    breakdown: dict[str, float] = {}
+    for c in components:
+        for k, v in c["breakdown_s"].items():
+            breakdown[k] = breakdown.get(k, 0.0) + v
+    return {
+        "device": model.device.name,
+        "cost_model": model.name,
+        "attention": model.attention,
+        "time_per_request_s": sum(c["time_per_request_s"] for c in components),
+        "breakdown_s": {k: breakdown[k] for k in CATEGORIES if k in breakdown},
+        "host_idle_s": sum(c["host_idle_per_request_s"] for c in components),
+        "fallback_ops": sum(c["fallback_ops_per_request"] for c in components),
+    }
+
+
+def report(pipeline: Pipeline, model=None) -> dict:
+    """The describe report; with a cost model, also the times per call, per request and per category."""
+    components = [component(s, model) for s in pipeline.stages]
     analytic = [(s, c) for s, c in zip(pipeline.stages, components) if s.similarity_formula]
     return {
         "workload": pipeline.workload,
@@ -83,6 +115,7 @@ def report(pipeline: Pipeline) -> dict:
         "peak_activation_bytes": max(c["peak_activation_bytes"] for c in components),
         "peak_activation_bytes_baseline": max(c["peak_activation_bytes_baseline"] for c in components),
         "kv_cache_bytes": max(c["kv_cache_bytes_last"] for c in components),
+        **(timing_summary(components, model) if model is not None else {}),
     }
 
 
@@ -98,6 +131,10 @@ def _bytes(value: float) -> str:
         if value >= scale:
             return f"{value / scale:.4g} {prefix}"
     return f"{value:.0f} B"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.4g} ms" if seconds < 10 else f"{seconds:.4g} s"
 
 
 def format_text(r: dict) -> str:
@@ -118,6 +155,10 @@ def format_text(r: dict) -> str:
                 kv = f"{a['kv_len']}" if a["kv_len_last"] == a["kv_len"] else f"{a['kv_len']}..{a['kv_len_last']}"
                 lines.append(f"                    {a['variant']:9s} {a['batch']:6d} {a['heads']:6d} {a['head_dim']:9d} "
                              f"{a['q_len']:8d} {kv:>8s} {a['count']:6d}")
+        if "time_per_call_s" in c:
+            lines.append(f"  time: {_ms(c['time_per_call_s'])} per call, {_ms(c['time_per_request_s'])} per request"
+                         f" (device busy {_ms(c['device_busy_per_request_s'])}, waiting for the host "
+                         f"{_ms(c['host_idle_per_request_s'])})")
         sim = f"  similarity matrices per call: {_bytes(c['similarity_bytes_per_call'])} from the graph"
         if c["similarity_bytes_formula_per_call"] is not None:
             sim += f", {_bytes(c['similarity_bytes_formula_per_call'])} by the analytic formula"
@@ -130,6 +171,15 @@ def format_text(r: dict) -> str:
         a = r["similarity_analytic"]
         lines.append(f"    of which {', '.join(a['stages'])}: {_bytes(a['graph_bytes_per_request'])} from the graph, "
                      f"{_bytes(a['formula_bytes_per_request'])} by the analytic formula")
+    if "time_per_request_s" in r:
+        lines.append(f"  time on {r['device']} ({r['cost_model']}, {r['attention']} attention): "
+                     f"{_ms(r['time_per_request_s'])}, of which the device waits for the host {_ms(r['host_idle_s'])}")
+        total = r["time_per_request_s"]
+        lines.append("  by category: " + ", ".join(f"{k} {_ms(v)} ({100 * v / total:.0f}%)"
+                                                   for k, v in r["breakdown_s"].items()))
+        if r["fallback_ops"]:
+            lines.append(f"  {r['fallback_ops']} op calls fell outside the profile's measured domain "
+                         f"and were costed by the datasheet roofline")
     lines.append(f"  peak activations: {_bytes(r['peak_activation_bytes'])} "
                  f"({_bytes(r['peak_activation_bytes_baseline'])} with baseline attention)"
                  + (f", KV cache {_bytes(r['kv_cache_bytes'])}" if r["kv_cache_bytes"] else ""))

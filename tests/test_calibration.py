@@ -1,0 +1,146 @@
+"""Calibration on the CPU with tiny shapes: timers, kernel runners, a resumable run, the report."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calibration import run as run_module  # noqa: E402
+from calibration.kernels import make_runner  # noqa: E402
+from calibration.report import holdout_errors  # noqa: E402
+from calibration.timers import CpuClock, measure  # noqa: E402
+from emulator.cost import Profile, load_profile  # noqa: E402
+from emulator.shapes import (  # noqa: E402
+    Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax)
+
+TINY = [
+    ("linear", Linear(4, 8, 16)),
+    ("matmul", Matmul(2, 4, 8, 4)),
+    ("conv2d", Conv(1, 4, 8, (8, 8), (3, 3), stride=2)),
+    ("conv1d", Conv(16, 4, 4, (5,), (3,))),
+    ("attention_flash", Attention(1, 2, 16, 16, 8, "causal", causal=True)),
+    ("attention_baseline", Attention(1, 2, 16, 16, 8, "causal", causal=True)),
+    ("attention_baseline", Attention(2, 2, 1, 9, 8, "causal", causal=True, kv_cache=True)),
+    ("group_norm", Norm("group", 2 * 8 * 16, 8, 4, batch=2)),
+    ("layer_norm", Norm("layer", 6 * 8, 8)),
+    ("rms_norm", Norm("rms", 6 * 8, 8)),
+    ("softmax", Softmax(4, 7)),
+    ("elementwise", Elementwise("geglu", 30, 2)),
+    ("elementwise", Elementwise("copy", 12)),
+    ("elementwise", Elementwise("add", 12, inputs=1)),  # a broadcast add
+    ("resample", Resample("up", 1, 2, (4, 4))),
+    ("embedding", Embedding(5, 11, 3)),
+]
+
+
+@pytest.mark.parametrize("kind, shape", TINY, ids=[f"{k}-{i}" for i, (k, _) in enumerate(TINY)])
+def test_every_kind_runs_with_the_emulator_output_size(kind, shape):
+    runner = make_runner(kind, shape, "fp32", "cpu", buffers=2)
+    out = runner.run(0)
+    assert out.numel() == shape.output_elements
+    assert torch.isfinite(out).all()
+    assert runner.run(1) is not None  # the second buffer set
+
+
+@pytest.mark.parametrize("shape", [Attention(1, 2, 16, 16, 8, "causal", causal=True),
+                                   Attention(2, 3, 16, 40, 8, "cross")])
+def test_both_attention_runners_compute_attention(shape):
+    # Each runner's output on its own inputs against torch's SDPA (math) on the same inputs.
+    causal = shape.causal
+    base = make_runner("attention_baseline", shape, "fp32", "cpu", buffers=1)
+    q, kt, v = base.sets[0]  # [B*H, q, d], [B*H, d, kv], [B*H, kv, d]
+    reference = torch.nn.functional.scaled_dot_product_attention(q, kt.transpose(1, 2), v, is_causal=causal)
+    assert torch.allclose(base.run(0), reference, atol=1e-5)
+    flash = make_runner("attention_flash", shape, "fp32", "cpu", buffers=1)
+    q, k, v = flash.sets[0]  # [B, H, L, d]
+    scores = q @ k.transpose(-1, -2) / shape.head_dim**0.5
+    if causal:
+        scores = scores + torch.full(scores.shape[-2:], float("-inf")).triu(1)
+    assert torch.allclose(flash.run(0), torch.softmax(scores, -1) @ v, atol=1e-5)
+
+
+class FakeClock:
+    """Samples of a kernel taking 1 ms, with every fourth sample 10x slower (interference)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def samples(self, run, first, n):
+        out = []
+        for _ in range(n):
+            self.n += 1
+            out.append(0.010 if self.n % 4 == 0 else 0.001 * (1 + 0.001 * (self.n % 3)))
+        return out
+
+
+def test_timer_rejects_slow_outliers_and_stops_when_stable():
+    t = measure(lambda i: None, FakeClock(), warmup=2, min_repeats=7)
+    assert t.median_s == pytest.approx(0.001, rel=0.01)
+    assert t.rejected > 0 and t.repeats >= 7
+    assert t.min_s <= t.median_s
+
+
+def test_timer_on_a_real_cpu_kernel():
+    runner = make_runner("linear", Linear(64, 64, 64), "fp32", "cpu", buffers=4)
+    t = measure(runner.run, CpuClock(), min_repeats=5, budget_s=0.5)
+    assert 0 < t.min_s <= t.median_s
+    assert t.repeats >= 5 and t.spread >= 0
+
+
+class Interrupted(Exception):
+    """Stands for the user pressing Ctrl-C in the middle of a run."""
+
+
+def test_run_resumes_and_writes_a_loadable_profile(tmp_path, monkeypatch):
+    import calibration.timers as timers
+
+    tiny = [spec for spec in TINY if spec[0] in ("linear", "elementwise", "softmax")]
+    more = [("linear", Linear(m, 8, 8)) for m in (1, 2, 3, 5, 7)]
+    monkeypatch.setattr(run_module, "grid", lambda quick: tiny + more)
+    original = timers.measure
+    measured = []
+    interrupt_after = [2]
+
+    def counting(run, clock, **kw):
+        if len(measured) == interrupt_after[0]:
+            raise Interrupted
+        measured.append(1)
+        return original(run, clock, **{**kw, "budget_s": 0.05})
+
+    monkeypatch.setattr(timers, "measure", counting)
+    out = tmp_path / "p.json"
+    with pytest.raises(Interrupted):
+        run_module.run("cpu", "fp32", True, [], out, passes=2)
+    partial = out.with_name(out.name + ".partial.jsonl")
+    assert len(partial.read_text().splitlines()) == 1 + 2  # the host line and two kernels
+    interrupt_after[0] = -1
+    run_module.run("cpu", "fp32", True, [], out, passes=2)
+    assert len(measured) == 2 * (len(tiny) + len(more))  # nothing measured twice in the same pass
+    assert not partial.exists()
+    profile = load_profile(out)
+    assert profile["provenance"]["kind"] == "measured" and profile["host"]["included_in_kernel_times"]
+    points = [p for e in profile["kinds"].values() for p in e["points"]]
+    assert len(points) == len(tiny) + len(more) and all(len(p["pass_medians_s"]) == 2 for p in points)
+    model = Profile(profile)
+    measured_m5 = next(p["median_s"] for p in profile["kinds"]["linear"]["points"] if p["shape"]["m"] == 5)
+    assert model.predictors["linear"].predict(Linear(5, 8, 8)) == pytest.approx(measured_m5)
+
+
+def test_report_holds_out_a_fifth_per_kind(tmp_path):
+    from tests.test_predictor import profile_dict
+
+    errors = holdout_errors(profile_dict())
+    assert len(errors["linear"]) == round(0.2 * len(profile_dict()["kinds"]["linear"]["points"]))
+    assert float(errors["linear"].max()) < 0.2  # synthetic data from the curve's own family
+
+
+def test_quick_cpu_plan_fits_the_time_budget():
+    import workloads  # noqa: F401
+    from calibration.grid import grid
+    from emulator.cost.roofline import Roofline
+    from emulator.devices import device
+
+    todo, skipped = run_module.plan(grid(quick=True), "fp32", run_module.SETTINGS["cpu"], Roofline(device("cpu")))
+    assert todo and all(est <= run_module.SETTINGS["cpu"]["max_kernel_s"] for _, _, est in todo)
+    assert json.dumps([str(s) for s in skipped])  # reasons are printable

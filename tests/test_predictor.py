@@ -1,0 +1,103 @@
+"""Kernel-time predictors and profile files: exact at measured points, domain, fallback, refusal of bad files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from emulator.cost import Profile, load_profile, stage_time
+from emulator.cost.predictor import Curve, fit_predictor
+from emulator.cost.profile import SCHEMA, VERSION, shape_to_json
+from emulator.errors import UserError
+from emulator.ops import Op
+from emulator.shapes import Conv, Linear
+
+TRUE_CURVE = Curve(flops_per_s=50e12, bytes_per_s=1e12, overhead_s=4e-6)
+LINEARS = [Linear(m, k, n) for m in (1, 8, 64, 512, 4096) for k in (256, 1024, 4096) for n in (256, 1024, 4096)]
+
+
+def synthetic_seconds(shapes, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    ops = [Op("", s, "fp16") for s in shapes]
+    return [TRUE_CURVE(op.flops, op.bytes) * float(np.exp(rng.normal(0, noise))) for op in ops]
+
+
+def test_fit_recovers_the_constants_that_generated_the_data():
+    p = fit_predictor("linear", "fp16", LINEARS, synthetic_seconds(LINEARS))
+    assert p.curve.flops_per_s == pytest.approx(50e12, rel=0.02)
+    assert p.curve.bytes_per_s == pytest.approx(1e12, rel=0.02)
+    assert p.curve.overhead_s == pytest.approx(4e-6, rel=0.05)
+
+
+def test_prediction_is_exact_at_measured_points_and_close_between_them():
+    seconds = synthetic_seconds(LINEARS, noise=0.1)
+    p = fit_predictor("linear", "fp16", LINEARS, seconds)
+    for s, t in zip(LINEARS, seconds):
+        assert p.predict(s) == pytest.approx(t, rel=1e-9)
+    between = Linear(128, 512, 2048)
+    truth = TRUE_CURVE(Op("", between, "fp16").flops, Op("", between, "fp16").bytes)
+    assert p.predict(between) == pytest.approx(truth, rel=0.15)
+
+
+def test_domain_is_the_measured_box_widened_by_two():
+    p = fit_predictor("linear", "fp16", LINEARS, synthetic_seconds(LINEARS))
+    assert p.covers(Linear(8192, 4096, 4096))  # 2x the largest m
+    assert not p.covers(Linear(16384, 4096, 4096))
+    assert not p.covers(Linear(64, 64, 4096))  # k below half the smallest
+
+
+def profile_dict(kinds=("linear",)):
+    seconds = synthetic_seconds(LINEARS)
+    return {
+        "schema": SCHEMA, "version": VERSION, "device": "a100-sxm4-80gb", "dtype": "fp16",
+        "fingerprint": {"test": True}, "provenance": {"kind": "measured", "method": "synthetic"},
+        "host": {"s_per_kernel": 5e-6, "included_in_kernel_times": False},
+        "kinds": {"linear": {"backend": "synthetic", "curve": TRUE_CURVE.asdict(),
+                             "points": [{"shape": shape_to_json(s), "median_s": t}
+                                        for s, t in zip(LINEARS, seconds)]}},
+    }
+
+
+def test_profile_falls_back_outside_its_domain_and_counts_it():
+    import workloads
+
+    profile = Profile(profile_dict())
+    covered = Op("l", Linear(512, 1024, 1024), "fp16")
+    assert profile.covers(covered)
+    assert not profile.covers(Op("c", Conv(1, 64, 64, (32, 32), (3, 3)), "fp16"))  # kind not measured
+    assert not profile.covers(Op("l", Linear(512, 1024, 1024), "fp32"))  # other element width
+    unet = workloads.build("stable-diffusion").stage("unet")
+    first, request = stage_time(unet, profile)
+    graph = unet.graph()
+    expected = sum(1 for op in graph if not profile.covers(op))
+    assert 0 < first.fallback_ops == expected < len(graph)
+    assert request.fallback_ops == expected * unet.calls
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(schema="something-else"), "not a profile file"),
+    (lambda d: d.update(version=99), "version 99"),
+    (lambda d: d.pop("host"), "missing key 'host'"),
+    (lambda d: d["kinds"]["linear"]["points"][0].update(median_s=-1), "median_s"),
+    (lambda d: d["kinds"]["linear"]["points"][0]["shape"].update(m=0), "not a valid linear shape"),
+    (lambda d: d["kinds"].update(warp_drive={}), "unknown kernel kind"),
+    (lambda d: d["kinds"]["linear"].pop("curve"), "curve"),
+    (lambda d: d.update(device="tpu"), "unknown device"),
+])
+def test_bad_profiles_are_refused_in_one_line(tmp_path, mutate, message):
+    data = profile_dict()
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=message) as err:
+        Profile(load_profile(path))
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_and_missing_files_are_refused(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(profile_dict())[:500])
+    with pytest.raises(UserError, match="corrupted"):
+        load_profile(path)
+    with pytest.raises(UserError, match="no such profile"):
+        load_profile(tmp_path / "absent.json")
