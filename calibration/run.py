@@ -21,7 +21,7 @@ from pathlib import Path
 
 from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, workload_specs
-from calibration.drift import DriftReference, compute_share, correction
+from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, memory_correction
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
 from emulator.cost.predictor import fit_predictor
@@ -76,7 +76,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
     from tqdm import tqdm
 
     from calibration.kernels import make_runner
-    from calibration.timers import CpuClock, CudaClock, measure
+    from calibration.timers import CudaClock, measure
 
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
@@ -130,8 +130,8 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
                           file=sys.stderr)
             log.write(json.dumps({"host": host, "device": device, "dtype": dtype, "torch": fp["torch"]}) + "\n")
             done["host"] = host
-        clock = CudaClock() if device == "cuda" else CpuClock()
         reference = DriftReference() if device == "cpu" else None  # GPU clocks hold steady
+        clock = CudaClock() if device == "cuda" else DriftCorrectedCpuClock(reference)
         for p, kind, shape, _ in tqdm(remaining, desc="kernels", unit="kernel", file=sys.stderr):
             entry = {"pass": p, "kind": kind, "shape": shape_to_json(shape)}
             started = time.perf_counter()
@@ -139,13 +139,17 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
             try:
                 sets = buffer_sets(footprint_bytes(kind, shape, dtype), cache)
                 runner = make_runner(kind, shape, dtype, device, sets)
-                before = reference.measure() if reference else None
+                if reference:
+                    before = reference.memory()
+                    clock.compute_share = compute_share(kind, shape, dtype, catalog)
+                    clock.ratios.clear()
                 timing = measure(runner.run, clock, budget_s=settings["budget_s"],
                                  tolerance=settings["tolerance"])
                 entry.update(timing.asdict(), backend=runner.backend, buffers=sets)
                 if reference:
-                    after = reference.measure()
-                    entry["reference_s"] = [math.sqrt(x * y) for x, y in zip(before, after)]
+                    entry.update(memory_reference_s=math.sqrt(before * reference.memory()),
+                                 compute_drift=statistics.median(clock.ratios),
+                                 compute_share=clock.compute_share)
             except (RuntimeError, ValueError, TypeError) as e:  # out of memory, or a shape torch refuses
                 entry["error"] = str(e).splitlines()[0][:200]
             finally:
@@ -191,14 +195,15 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
         if key != "host":
             measurements.setdefault(spec_key(entry["kind"], shape_from_json(entry["kind"], entry["shape"])),
                                     []).append(entry)
-    references = [e["reference_s"] for e in done.values() if isinstance(e, dict) and "reference_s" in e]
-    typical = tuple(statistics.median(r[i] for r in references) for i in (0, 1)) if references else None
+    # The compute drift is already taken out sample by sample; the memory drift is taken out here.
+    references = [e["memory_reference_s"] for e in done.values() if isinstance(e, dict)
+                  and "memory_reference_s" in e]
+    typical = statistics.median(references) if references else None
     for entries in measurements.values():
         for e in entries:
-            if typical and "reference_s" in e and "error" not in e:
-                shape = shape_from_json(e["kind"], e["shape"])
-                factor = correction(compute_share(e["kind"], shape, dtype, catalog), e["reference_s"], typical)
-                e["raw_median_s"], e["median_s"] = e.get("raw_median_s", e["median_s"]), e["median_s"] * factor
+            if typical and "memory_reference_s" in e and "drift_factor" not in e:
+                factor = memory_correction(e["compute_share"], e["memory_reference_s"], typical)
+                e["raw_median_s"], e["median_s"] = e["median_s"], e["median_s"] * factor
                 e["drift_factor"] = factor
     by_kind: dict[str, list] = {}
     failed = []
@@ -244,8 +249,9 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
                       + (" --quick" if quick else "") + (" --workloads " + " ".join(workload_names)
                                                          if workload_names else ""),
             "timer": "CUDA events" if device == "cuda" else "perf_counter",
-            "drift_correction": (f"reference kernels around each kernel, run medians {typical[0]:.3e} s "
-                                 f"(384^3 matmul) and {typical[1]:.3e} s (64 MB copy)") if typical else "none",
+            "drift_correction": ("each sample rescaled by a 384^3 matmul run before it (compute share); "
+                                 f"each kernel by a 64 MB copy around it, run median {typical:.3e} s (memory "
+                                 "share); see calibration/drift.py") if typical else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         "host": {**done["host"], "included_in_kernel_times": device == "cpu"},

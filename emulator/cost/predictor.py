@@ -2,10 +2,12 @@
 
 Method (the same for every kind):
 1. A roofline-shaped curve with fitted constants,
-       t = overhead + smoothmax(FLOPs / flops_per_s, bytes / bytes_per_s),
-   smoothmax(a, b) = (a^4 + b^4)^(1/4), fitted by least squares on log time
-   (robust loss) to all measured points of the kind. It captures the trend:
-   launch-bound tiny kernels, memory-bound and compute-bound regimes.
+       t = overhead + smoothmax(FLOPs / flops_per_s, memory time(bytes)),
+   smoothmax(a, b) = (a^4 + b^4)^(1/4), the memory time at a cache bandwidth
+   below the device's last-level cache size and at a memory bandwidth above it,
+   fitted by least squares on log time (robust loss, rates bounded by the
+   datasheet) to all measured points of the kind. It captures the trend:
+   launch-bound tiny kernels, cache-, memory- and compute-bound regimes.
 2. A correction for what the curve misses (tile quantization, library kernel
    choices): the log ratio measured / curve at the measured points,
    interpolated at a new shape by a weighted local-linear fit (a plane, weights
@@ -79,48 +81,70 @@ def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Curve:
-    """The fitted roofline-shaped curve of one kind."""
+    """The fitted roofline-shaped curve of one kind.
+
+    Memory time has two levels: a kernel whose bytes fit in the last-level cache
+    (`cache_bytes`, the device's) streams at `cache_bytes_per_s`, a larger one at
+    `bytes_per_s`, blended smoothly around the cache size. On the development CPU
+    a group norm runs 4-5x slower per byte once its tensor leaves the 32 MiB L3;
+    one bandwidth cannot describe both sides.
+    """
 
     flops_per_s: float
     bytes_per_s: float
     overhead_s: float
+    cache_bytes: float = 0.0  # 0: a single memory level
+    cache_bytes_per_s: float = 0.0
 
-    def __call__(self, flops: float, nbytes: float) -> float:
-        a, b = flops / self.flops_per_s, nbytes / self.bytes_per_s
+    def memory_time(self, nbytes):
+        dram = nbytes / self.bytes_per_s
+        if not self.cache_bytes:
+            return dram
+        in_cache = 1.0 / (1.0 + (nbytes / self.cache_bytes) ** 4)  # 1 well inside, 0 well beyond
+        return (nbytes / self.cache_bytes_per_s) ** in_cache * dram ** (1.0 - in_cache)
+
+    def __call__(self, flops, nbytes):
+        a, b = flops / self.flops_per_s, self.memory_time(nbytes)
         return self.overhead_s + (a**SMOOTHNESS + b**SMOOTHNESS) ** (1 / SMOOTHNESS)
 
     def asdict(self) -> dict:
-        return {"flops_per_s": self.flops_per_s, "bytes_per_s": self.bytes_per_s, "overhead_s": self.overhead_s}
+        return {"flops_per_s": self.flops_per_s, "bytes_per_s": self.bytes_per_s, "overhead_s": self.overhead_s,
+                "cache_bytes": self.cache_bytes, "cache_bytes_per_s": self.cache_bytes_per_s}
 
 
 def fit_curve(flops: Sequence[float], nbytes: Sequence[float], seconds: Sequence[float],
               max_flops_per_s: float = np.inf, max_bytes_per_s: float = np.inf,
-              overhead_s: float | None = None) -> Curve:
+              overhead_s: float | None = None, cache_bytes: float = 0.0) -> Curve:
     """Least-squares fit of the curve on log time (soft-L1 loss against outliers).
 
     The rates are bounded by the device's peaks (a kernel cannot beat its
-    datasheet) and the overhead by the fastest measurement; `overhead_s` fixes
-    the overhead where the points cannot tell it (all of them large kernels).
+    datasheet; the cache level up to 50x that) and the overhead by the fastest
+    measurement; `overhead_s` fixes the overhead where the points cannot tell it
+    (all of them large kernels).
     """
     from scipy.optimize import least_squares  # fitting only: prediction needs no scipy
 
     f = np.maximum(np.asarray(flops, float), 0.0)
     b = np.asarray(nbytes, float)
     t = np.asarray(seconds, float)
-    hi = np.log([max_flops_per_s, max_bytes_per_s, t.min()])
-    lo = np.array([0.0, 0.0, math.log(1e-8)])
-    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2]), lo + 1e-9, hi - 1e-9)
+    # x = log(flops_per_s, bytes_per_s, overhead_s, cache speed-up over memory)
+    hi = np.array([math.log(max_flops_per_s), math.log(max_bytes_per_s), math.log(t.min()), math.log(50.0)])
+    lo = np.array([0.0, 0.0, math.log(1e-8), 0.0])
+    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2, 2.0]), lo + 1e-9, hi - 1e-9)
     if overhead_s is not None:
         lo[2], hi[2], x0[2] = math.log(overhead_s) - 1e-9, math.log(overhead_s) + 1e-9, math.log(overhead_s)
+    if not cache_bytes:
+        lo[3], hi[3], x0[3] = 0.0, 1e-9, 0.0
+
+    def curve(x) -> Curve:
+        p, w, o, g = np.exp(x)
+        return Curve(float(p), float(w), float(o), cache_bytes, float(w * g) if cache_bytes else 0.0)
 
     def residual(x):
-        p, w, o = np.exp(x)
-        model = o + ((f / p) ** SMOOTHNESS + (b / w) ** SMOOTHNESS) ** (1 / SMOOTHNESS)
-        return np.log(model) - np.log(t)
+        return np.log(curve(x)(f, b)) - np.log(t)
 
     sol = least_squares(residual, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
-    p, w, o = np.exp(sol.x)
-    return Curve(float(p), float(w), float(o))
+    return curve(sol.x)
 
 
 def curve_seconds(kind: str, dtype: str, curve: Curve, shape) -> float:
@@ -180,6 +204,6 @@ def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[flo
     if device is not None:
         matrix = Op("", shapes[0], dtype).mac_flops > 0
         bounds = {"max_flops_per_s": device.matmul_flops_per_s(dtype) if matrix else device.vector_flops_per_s,
-                  "max_bytes_per_s": device.bytes_per_s}
+                  "max_bytes_per_s": device.bytes_per_s, "cache_bytes": device.l2_MB * 1e6}
     curve = fit_curve([w[0] for w in fw], [w[1] for w in fw], seconds, overhead_s=overhead_s, **bounds)
     return KindPredictor(kind, dtype, curve, shapes, seconds)
