@@ -178,8 +178,8 @@ def format_text(r: dict) -> str:
         lines.append("  by category: " + ", ".join(f"{k} {_ms(v)} ({100 * v / total:.0f}%)"
                                                    for k, v in r["breakdown_s"].items()))
         if r["fallback_ops"]:
-            lines.append(f"  {r['fallback_ops']} op calls fell outside the profile's measured domain "
-                         f"and were costed by the datasheet roofline")
+            lines.append(f"  {r['fallback_ops']} op calls fell outside the profile's measured domain and were "
+                         f"costed by a roofline (the kind's fitted curve, or the datasheet's for unmeasured kinds)")
     lines.append(f"  peak activations: {_bytes(r['peak_activation_bytes'])} "
                  f"({_bytes(r['peak_activation_bytes_baseline'])} with baseline attention)"
                  + (f", KV cache {_bytes(r['kv_cache_bytes'])}" if r["kv_cache_bytes"] else ""))
