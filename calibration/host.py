@@ -60,7 +60,6 @@ def framework_seconds_per_op(device: str) -> dict | None:
             x, t, text = torch.randn(1, 4, 8, 8, dtype=dtype), torch.tensor([500]), torch.randn(1, 77, 768, dtype=dtype)
         ops = len(workloads.build("stable-diffusion", image_size=64, guidance=False).stage("unet").graph())
         results["sd-unet"] = time_call(lambda: unet(x, t, text), device) / ops
-        del unet
         from transformers import LlamaConfig, LlamaForCausalLM
 
         config = LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=32, num_attention_heads=4,
