@@ -160,7 +160,7 @@ class KindPredictor:
             raise ValueError(f"{kind}: no measured points")
         self.kind, self.dtype, self.curve = kind, dtype, curve
         self.x = np.stack([log_features(kind, s) for s in shapes])  # [N, D]
-        curve_s = np.array([self._curve(s) for s in shapes])
+        curve_s = np.array([self.curve_time(s) for s in shapes])
         self.residual = np.log(np.asarray(seconds, float)) - np.log(curve_s)  # [N]
         self.lo = self.x.min(axis=0) - DOMAIN_MARGIN
         self.hi = self.x.max(axis=0) + DOMAIN_MARGIN
@@ -169,14 +169,13 @@ class KindPredictor:
         """The fitted curve alone: the calibrated roofline, used outside the measured domain."""
         return curve_seconds(self.kind, self.dtype, self.curve, shape)
 
-    _curve = curve_time
 
     def covers(self, shape) -> bool:
         x = log_features(self.kind, shape)
         return bool(np.all(x >= self.lo) and np.all(x <= self.hi))
 
     def predict(self, shape) -> float:
-        return self._curve(shape) * math.exp(self.correction(log_features(self.kind, shape)))
+        return self.curve_time(shape) * math.exp(self.correction(log_features(self.kind, shape)))
 
     def correction(self, x: np.ndarray) -> float:
         """Log ratio measured / curve at x: weighted local-linear fit over the nearest measured shapes."""
