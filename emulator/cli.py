@@ -1,4 +1,4 @@
-"""The command line: `python -m emulator list | describe WORKLOAD ...`.
+"""The command line: `python -m emulator list | describe WORKLOAD ... | run SCENARIO.yaml ...`.
 
 User errors print one line and exit with code 2; the workload suite is imported
 only by the commands that need it.
@@ -42,6 +42,21 @@ def cmd_describe(args) -> None:
     print(json.dumps(r, indent=2) if args.json else format_text(r))
 
 
+def cmd_run(args) -> None:
+    from pathlib import Path
+
+    from emulator.engine.scenario import load_scenario
+    from emulator.engine.simulate import comparison_table, run_scenario
+
+    scenario = load_scenario(args.scenario)
+    out = Path(args.out or scenario.output.dir or Path("results") / scenario.name)
+    progress = sys.stderr.isatty()
+    summaries = run_scenario(scenario, out, args.seed, args.trace or scenario.output.trace, progress)
+    print(f"{scenario.name}: {len(summaries)} policies on {scenario.device} ({scenario.attention} attention), "
+          f"seed {summaries[0]['seed']}; results in {out}/")
+    print(comparison_table(summaries))
+
+
 def parser() -> Parser:
     p = Parser(prog="emulator", description="Emulator of multi-modal generative AI inference.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -64,6 +79,12 @@ def parser() -> Parser:
     d.add_argument("--roofline", action="store_true", help="cost by the device's datasheet roofline")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(run=cmd_describe)
+    r = sub.add_parser("run", help="simulate a scenario's traffic under each of its policies")
+    r.add_argument("scenario", help="scenario YAML file (see configs/)")
+    r.add_argument("--out", help="results directory (default: the scenario's, else results/<name>/)")
+    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--trace", action="store_true", help="also write a Chrome/Perfetto trace.json per policy")
+    r.set_defaults(run=cmd_run)
     return p
 
 

@@ -1,0 +1,1 @@
+"""The SimPy engine: scenarios, arrivals, devices, policies, metrics."""

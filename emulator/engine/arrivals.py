@@ -1,0 +1,75 @@
+"""Arrival processes of one traffic class: Poisson, fixed rate, closed loop, trace replay.
+
+Each is a SimPy process that creates requests and hands them to the cluster
+until the horizon (or the class's request cap). Randomness comes from the
+class's own generator, seeded from the scenario seed and the class's position,
+so adding a class does not change another's arrivals.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from emulator.engine.request import Request, RequestClass
+from emulator.errors import UserError
+
+
+def start_arrivals(env, cluster, cls: RequestClass, arrival, horizon_s: float, cap: int | None,
+                   rng: np.random.Generator, ids: itertools.count, base_dir: str) -> None:
+    made = itertools.count(1)
+
+    def new_request() -> Request:
+        return Request(next(ids), cls, env.now)
+
+    def open_loop(gaps):
+        for gap in gaps:
+            if env.now + gap >= horizon_s:
+                return
+            yield env.timeout(gap)
+            cluster.submit(new_request())
+            if cap is not None and next(made) >= cap:
+                return
+
+    def user():
+        while env.now < horizon_s and (cap is None or next(made) <= cap):
+            r = new_request()
+            r.on_done = env.event()
+            cluster.submit(r)
+            yield r.on_done
+            if arrival.think_s > 0:
+                yield env.timeout(rng.exponential(arrival.think_s))
+
+    process = arrival.process
+    if process == "poisson":
+        env.process(open_loop(iter(lambda: rng.exponential(1.0 / arrival.rate_per_s), None)))
+    elif process == "fixed":
+        env.process(open_loop(itertools.chain([0.0], itertools.repeat(1.0 / arrival.rate_per_s))))
+    elif process == "closed":
+        for _ in range(arrival.users):
+            env.process(user())
+    else:
+        env.process(open_loop(trace_gaps(Path(base_dir) / arrival.path, cls.name)))
+
+
+def trace_gaps(path: Path, class_name: str):
+    """Gaps between the trace's arrival times (column time_s) of this class (column class, if present)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "time_s" not in reader.fieldnames:
+            raise UserError(f"{path}: a trace needs a time_s column")
+        last = 0.0
+        for line, row in enumerate(reader, start=2):
+            if "class" in row and row["class"] not in (class_name, None, ""):
+                continue
+            try:
+                t = float(row["time_s"])
+            except (TypeError, ValueError):
+                raise UserError(f"{path}:{line}: time_s {row['time_s']!r} is not a number") from None
+            if not t >= last:
+                raise UserError(f"{path}:{line}: time_s must not decrease ({t} after {last})")
+            yield t - last
+            last = t

@@ -1,0 +1,139 @@
+"""The simulated cluster: device groups, where each stage runs, routing, admission and completion.
+
+Each group is N identical devices serving the stages placed on it; a stage
+with no group of its own runs on the group that leaves `stages` out. A request
+is routed to a device of the group of its current stage and stays on that
+device for its following stages of the same group (its KV cache lives there);
+when its next stage belongs to another group it is routed again. A request
+that can never fit on a device of some stage's group is rejected on arrival,
+with the reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import simpy
+
+from emulator.engine.device import Device
+from emulator.engine.request import Request, RequestClass
+from emulator.engine.stepcost import StepCosts
+from emulator.errors import UserError
+
+GB = 1e9
+
+
+class Cluster:
+    def __init__(self, env: simpy.Environment, groups: list[tuple[str, int, tuple[str, ...] | None, object]],
+                 classes: list[RequestClass], costs: dict[str, StepCosts], router: str, make_policy, metrics):
+        """groups: (name, devices, stage names or None, cost model); costs: StepCosts per group name."""
+        self.env, self.metrics, self.router = env, metrics, router
+        self.classes = classes
+        self.placement: dict[str, int] = {}  # stage name -> group index
+        default = None
+        for gi, (_, _, stages, _) in enumerate(groups):
+            if stages is None:
+                default = gi
+            for name in stages or ():
+                self.placement[name] = gi
+        self.default_group = default
+        self.groups: list[list[Device]] = []
+        index = itertools.count()
+        for gi, (name, n, _, model) in enumerate(groups):
+            weights = self.weights_bytes(gi, classes)
+            if weights > model.device.memory_bytes:
+                raise UserError(f"cluster group {name}: the weights of the models it serves ({weights / GB:.1f} GB) "
+                                f"exceed the {model.device.name}'s {model.device.memory_bytes / GB:.0f} GB")
+            devices = [Device(env, next(index), gi, model, costs[name], weights, self) for _ in range(n)]
+            for d in devices:
+                d.policy = make_policy(d)
+                env.process(d.policy.serve(d))
+            self.groups.append(devices)
+        self.devices = [d for g in self.groups for d in g]
+        self._rr = [0] * len(groups)
+        for c in classes:
+            for s in c.pipeline.stages:
+                if self.group_of(s.name) is None:
+                    raise UserError(f"cluster: no group serves stage {s.name!r} of {c.name}")
+
+    def group_of(self, stage_name: str) -> int | None:
+        return self.placement.get(stage_name, self.default_group)
+
+    def weights_bytes(self, gi: int, classes: list[RequestClass]) -> int:
+        """Parameters of every model some stage of which runs on group gi, each counted once."""
+        seen: dict[tuple[str, str], int] = {}
+        for c in classes:
+            for s in c.pipeline.stages:
+                if self.group_of(s.name) == gi:
+                    seen.setdefault((c.pipeline.workload, s.weights), s.graph().totals.weight_bytes)
+        return sum(seen.values())
+
+    def stages_in_group(self, r: Request, gi: int):
+        return [s for s in r.cls.pipeline.stages if self.group_of(s.name) == gi]
+
+    # -- arrival and routing ----------------------------------------------------------------------
+
+    def submit(self, r: Request) -> None:
+        self.metrics.arrived(r)
+        reason = self.never_fits(r)
+        if reason:
+            self.metrics.rejected(r, reason)
+            if r.on_done is not None:
+                r.on_done.succeed()
+            return
+        self.route(r)
+
+    def never_fits(self, r: Request) -> str | None:
+        for s in r.cls.pipeline.stages:
+            d = self.groups[self.group_of(s.name)][0]
+            at = d.costs.at(s, s.batch)
+            need = d.policy.alone_bytes(d, r, s)
+            if d.weights_bytes + need > d.capacity_bytes:
+                return (f"{s.name} needs {need / GB:.2f} GB (activations {at.activation_bytes / GB:.2f}, "
+                        f"KV {d.resident_need(r) / GB:.2f}) beside {d.weights_bytes / GB:.2f} GB of weights "
+                        f"on a {d.model.device.name} of {d.capacity_bytes / GB:.0f} GB")
+        return None
+
+    def route(self, r: Request) -> None:
+        gi = self.group_of(r.stage.name)
+        devices = self.groups[gi]
+        if len(devices) == 1:
+            d = devices[0]
+        elif self.router == "round-robin":
+            d = devices[self._rr[gi] % len(devices)]
+            self._rr[gi] += 1
+        elif self.router == "least-loaded":
+            d = min(devices, key=lambda x: (x.assigned, x.index))
+        else:  # bucket-affinity: one bucket's requests always on the same devices
+            bucket = devices[0].policy.bucket_of(r)
+            d = devices[bucket % len(devices)]
+        r.device = d
+        d.assigned += 1
+        d.enqueue(r)
+
+    # -- progress -------------------------------------------------------------------------------
+
+    def stage_done(self, r: Request, device: Device) -> None:
+        """r finished its current stage on `device`: next stage here, elsewhere, or done."""
+        here = self.group_of(r.stage.name)
+        r.stage_index += 1
+        r.calls_done = 0
+        finished = r.stage_index == len(r.cls.pipeline.stages)
+        if finished or self.group_of(r.stage.name) != here:
+            device.release(r)
+            device.assigned -= 1
+            r.extra.pop(("resident", device.index), None)
+        if finished:
+            r.done_s = self.env.now
+            r.device = None
+            self.metrics.completed(r)
+            if r.on_done is not None:
+                r.on_done.succeed()
+        elif self.group_of(r.stage.name) == here:
+            device.enqueue(r)
+        else:
+            self.route(r)
+
+    def in_flight(self) -> int:
+        """Requests on some device now (queued, admitted or running), counted from the devices."""
+        return sum(d.assigned for d in self.devices)

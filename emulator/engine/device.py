@@ -1,0 +1,126 @@
+"""One simulated device: its queue, its memory, and the loop that runs its policy's batches.
+
+Memory holds the weights of every model the device serves (fixed), what
+admitted requests reserve while they live here (KV caches; a pod member's
+activations), and the activations of the call that is running (peak by
+liveness, baseline similarity matrices included). `hold` refuses nothing
+silently: a policy asks `fits` before forming a batch, and `hold` checks again
+and fails loudly if a policy got it wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from emulator.engine.request import Request
+from emulator.engine.stepcost import StepCosts
+from emulator.pipeline import Stage
+
+
+@dataclass
+class Batch:
+    """One call of a stage for several requests together."""
+
+    members: list[Request]
+    stage: Stage  # the graph that runs: the members' stage, or the largest member's when padded
+    size: int  # per-call batch: the members' per-request batches summed
+
+
+class Device:
+    def __init__(self, env: simpy.Environment, index: int, group: int, model, costs: StepCosts,
+                 weights_bytes: int, cluster):
+        self.env, self.index, self.group, self.model, self.costs = env, index, group, model, costs
+        self.capacity_bytes = int(model.device.memory_bytes)
+        self.weights_bytes = weights_bytes
+        self.reserved_bytes = 0  # admitted requests' KV caches (and pod members' activations)
+        self.running_bytes = 0  # activations of the calls running now
+        self.peak_bytes = weights_bytes
+        self.queue: list[Request] = []  # waiting to be admitted, in the order they came
+        self.assigned = 0  # requests routed here that have not left (the router's load)
+        self.cluster = cluster
+        self.policy = None
+        self._wake: simpy.Event | None = None
+
+    # -- queue --------------------------------------------------------------------------------
+
+    def enqueue(self, r: Request) -> None:
+        self.queue.append(r)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def wait(self, until_s: float | None = None):
+        """An event that fires when a request is queued here (or at `until_s`)."""
+        self._wake = self.env.event()
+        if until_s is None:
+            return self._wake
+        return self._wake | self.env.timeout(max(until_s - self.env.now, 0.0))
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    @property
+    def used_bytes(self) -> int:
+        return self.weights_bytes + self.reserved_bytes + self.running_bytes
+
+    def resident_need(self, r: Request) -> int:
+        """What request r keeps here while it lives here: the KV cache of its stages on this device."""
+        need = r.extra.get(("resident", self.index))
+        if need is None:
+            need = 0
+            for stage in self.cluster.stages_in_group(r, self.group):
+                need = max(need, self.costs.at(stage, stage.batch).resident_bytes)
+            r.extra[("resident", self.index)] = need
+        return need
+
+    def fits(self, reserve_bytes: int, activation_bytes: int) -> bool:
+        return self.weights_bytes + self.reserved_bytes + reserve_bytes + activation_bytes <= self.capacity_bytes
+
+    def reserve(self, r: Request, extra_bytes: int = 0) -> None:
+        """Admit r: hold its resident bytes (and `extra_bytes`) until it leaves this device."""
+        held = self.resident_need(r) + extra_bytes
+        r.extra["held"] = held
+        self.reserved_bytes += held
+        self._check()
+
+    def release(self, r: Request) -> None:
+        self.reserved_bytes -= r.extra.pop("held", 0)
+
+    def is_admitted(self, r: Request) -> bool:
+        return "held" in r.extra
+
+    def hold_running(self, activation_bytes: int) -> None:
+        self.running_bytes += activation_bytes
+        self._check()
+
+    def _check(self) -> None:
+        used = self.used_bytes
+        if used > self.capacity_bytes:
+            raise RuntimeError(f"device {self.index}: {used} bytes in use exceed its {self.capacity_bytes}: "
+                               f"a policy formed a batch that does not fit")
+        self.peak_bytes = max(self.peak_bytes, used)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run_batch(self, batch: Batch):
+        """Process step: one call of `batch`, then advance its members."""
+        env = self.env
+        call = max(m.calls_done for m in batch.members)  # decode: the longest member's KV length
+        at = self.costs.at(batch.stage, batch.size)
+        cost = at.step(call)
+        self.hold_running(at.activation_bytes)
+        used = self.used_bytes
+        start = env.now
+        for m in batch.members:
+            if m.first_start_s is None:
+                m.first_start_s = start
+        yield env.timeout(cost.seconds)
+        self.running_bytes -= at.activation_bytes
+        metrics = self.cluster.metrics
+        metrics.work(self, start, env.now, cost.flops, cost.bytes, env.now - start, used,
+                     self.costs.seq_len(batch.stage), len(batch.members))
+        metrics.call(self, start, env.now, batch.stage.name, batch.members, cost.fallback_ops)
+        for m in batch.members:
+            m.calls_done += 1
+            if m.calls_done == m.stage.calls:
+                self.cluster.stage_done(m, self)

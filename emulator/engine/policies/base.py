@@ -1,0 +1,91 @@
+"""What every batching policy shares: its waiting requests, and the loop that runs what it picks.
+
+A policy keeps the requests queued on its device in heaps, one per batching
+key, ordered by arrival (a request that comes back for its next stage keeps its
+place). A batching policy has one method of its own, `next_batch(device, now)`,
+which returns the next call to run, a time to look again, or None to wait for
+an arrival.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from emulator.engine.device import Batch, Device
+from emulator.engine.request import Request
+from emulator.pipeline import Stage
+
+
+class BatchPolicy:
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def __init__(self, params, device: Device):
+        self.params = params
+        self.waiting: dict[object, list] = {}  # batching key -> heap of (arrival_s, id, request)
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def key_of(self, r: Request):
+        """Requests with equal keys may share a call."""
+        return r.stage_key
+
+    def next_batch(self, device: Device, now: float) -> Batch | float | None:
+        raise NotImplementedError
+
+    def bucket_of(self, r: Request) -> int:
+        """For the bucket-affinity router: which bucket r belongs to (here: its traffic class)."""
+        return r.cls.index
+
+    def alone_bytes(self, device: Device, r: Request, stage: Stage) -> int:
+        """Memory r needs on `device` to run `stage` by itself (can it ever run?)."""
+        return device.resident_need(r) + device.costs.at(stage, stage.batch).activation_bytes
+
+    # -- shared machinery -------------------------------------------------------------------------
+
+    def serve(self, device: Device):
+        """The device's process."""
+        while True:
+            self.take_queued(device)
+            plan = self.next_batch(device, device.env.now)
+            if plan is None:
+                yield device.wait()
+            elif isinstance(plan, float):
+                yield device.wait(plan)
+            else:
+                yield from device.run_batch(plan)
+
+    def take_queued(self, device: Device) -> None:
+        for r in device.queue:
+            heapq.heappush(self.waiting.setdefault(self.key_of(r), []), (r.arrival_s, r.id, r))
+        device.queue.clear()
+
+    def waiting_count(self) -> int:
+        return sum(len(h) for h in self.waiting.values())
+
+    def oldest_key(self):
+        """The key whose oldest waiting request arrived first."""
+        best = None
+        for key, heap in self.waiting.items():
+            if heap and (best is None or heap[0][:2] < self.waiting[best][0][:2]):
+                best = key
+        return best
+
+    def admit(self, device: Device, r: Request, activation_bytes: int, reserved_now: int = 0) -> bool:
+        """Reserve r's resident memory if it and a call of `activation_bytes` fit; False if not."""
+        if device.is_admitted(r):
+            return True
+        if not device.fits(reserved_now + device.resident_need(r), activation_bytes):
+            return False
+        device.reserve(r)
+        return True
+
+
+def batch_of(device: Device, members: list[Request], pad: bool) -> Batch:
+    """One call for `members`; padded: the graph of the member with the longest attention sequence."""
+    stage = members[0].stage
+    if pad:
+        stage = max((m.stage for m in members), key=lambda s: (device.costs.seq_len(s), s.calls))
+    return Batch(members, stage, sum(m.stage.batch for m in members))

@@ -1,0 +1,201 @@
+"""pods: k requests co-resident on one device, each on its own stream, denoising loops staggered.
+
+Each member runs its own request's pipeline, one call after another, as a
+separate process would (its own host thread, its own CUDA stream). Members'
+kernels co-run under the concurrency model (`emulator.engine.concurrency`):
+every call is a sequence of segments of one character in alone time, and at
+every moment all members progress at the same rate 1 / slowdown(summed
+demands). Because the rate is shared, offsets between members measured in
+alone time never drift: a member that starts its denoising loop a fraction
+`stagger` of a UNet pass after another stays that far behind, so one member's
+compute-heavy high-resolution levels meet the other's memory-heavy ones. Slot
+j of the pod starts its loop at phase j x stagger of the pass; a member
+reaching its loop waits (idle) for its slot's phase. With stagger 0 the members
+run the same kernels at the same time.
+
+Members join and leave at call boundaries. Each member holds the memory of
+its largest call (and its KV caches) while it is in the pod. The same
+configuration of members recurs every pass in steady state, so the advance
+from one call boundary to the next is memoized on the members' positions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from emulator.engine.concurrency import slowdown
+from emulator.engine.policies.base import BatchPolicy
+
+NS = 1e9  # positions are memoized to the nanosecond
+EPS_S = 1e-12
+
+
+@dataclass(eq=False)
+class Member:
+    request: object
+    segments: tuple = ()
+    index: int = 0  # segment running
+    left_s: float = 0.0  # alone seconds left in that segment
+    wait_s: float = 0.0  # alone seconds to idle before the call starts (stagger)
+    slot: int | None = None  # stagger slot while in its denoising loop
+    stream: int = 0  # its track in the trace
+    call_start_s: float = 0.0  # wall time the call began
+
+
+class Pods(BatchPolicy):
+    @dataclass(frozen=True)
+    class Params:
+        pod_size: int = field(default=2, metadata={"min": 1})  # co-resident requests
+        stagger: float = field(default=0.5, metadata={"min": 0, "max": 1})  # of a UNet pass, between slots
+
+    def __init__(self, params, device):
+        super().__init__(params, device)
+        self.members: list[Member] = []
+        self.clock_s = 0.0  # alone seconds elapsed on the pod: every member advances by this much
+        self.origin_s: float | None = None  # clock when slot 0's loop started a pass
+        self.memo: dict = {}
+
+    def key_of(self, r):
+        return None
+
+    def alone_bytes(self, device, r, stage) -> int:
+        return device.resident_need(r) + self.activation_need(device, r)
+
+    @staticmethod
+    def activation_need(device, r) -> int:
+        stages = device.cluster.stages_in_group(r, device.group)
+        return max(device.costs.at(s, s.batch).activation_bytes for s in stages)
+
+    # -- the device process ---------------------------------------------------------------------------
+
+    def serve(self, device):
+        env = device.env
+        while True:
+            self.take_queued(device)
+            self.join(device)
+            if not self.members:
+                self.origin_s = None
+                yield device.wait()
+                continue
+            start = env.now
+            wall_s, busy_s, flops, moved, ended = self.advance()
+            used = device.used_bytes
+            seq_len = max(device.costs.seq_len(m.request.stage) for m in self.members)
+            running = len(self.members)
+            yield env.timeout(wall_s)
+            device.cluster.metrics.work(device, start, env.now, flops, moved, busy_s, used, seq_len, running)
+            for m in ended:
+                self.end_call(device, m)
+
+    def join(self, device) -> None:
+        heap = self.waiting.get(None)
+        while heap and len(self.members) < self.params.pod_size:
+            r = heap[0][2]
+            if not device.is_admitted(r):
+                extra = self.activation_need(device, r)
+                if not device.fits(device.resident_need(r), extra):
+                    return
+                device.reserve(r, extra)
+            heapq.heappop(heap)
+            m = Member(r, stream=min(set(range(self.params.pod_size)) - {x.stream for x in self.members}))
+            self.members.append(m)
+            self.start_call(device, m)
+
+    def loop_stage(self, r):
+        """The stage whose repeated calls are the denoising (or decoding) loop."""
+        return max(r.cls.pipeline.stages, key=lambda s: s.calls)
+
+    def start_call(self, device, m: Member) -> None:
+        r = m.request
+        at = device.costs.at(r.stage, r.stage.batch)
+        m.segments = at.segments(r.calls_done)
+        m.index, m.left_s, m.wait_s = 0, m.segments[0].alone_s, 0.0
+        m.call_start_s = device.env.now
+        if r.first_start_s is None:
+            r.first_start_s = device.env.now
+        if r.stage is self.loop_stage(r) and r.stage.calls > 1 and r.calls_done == 0:
+            self.take_slot(m, at.step(0).seconds)
+
+    def take_slot(self, m: Member, pass_s: float) -> None:
+        taken = {x.slot for x in self.members if x.slot is not None}
+        if not taken:
+            self.origin_s = self.clock_s
+        m.slot = min(set(range(self.params.pod_size)) - taken)
+        target = self.origin_s + m.slot * self.params.stagger * pass_s
+        m.wait_s = (target - self.clock_s) % pass_s
+        if m.wait_s * NS < 1 or pass_s - m.wait_s < EPS_S:
+            m.wait_s = 0.0
+
+    def end_call(self, device, m: Member) -> None:
+        r = m.request
+        cost = device.costs.at(r.stage, r.stage.batch).step(r.calls_done)
+        device.cluster.metrics.call(device, m.call_start_s, device.env.now, r.stage.name, [r],
+                                    cost.fallback_ops, m.stream)
+        r.calls_done += 1
+        if r.calls_done < r.stage.calls:
+            self.start_call(device, m)
+            return
+        if r.stage is self.loop_stage(r):
+            m.slot = None
+        device.cluster.stage_done(r, device)
+        if r.device is device and r in device.queue:  # its next stage runs here too: it stays a member
+            device.queue.remove(r)
+            self.start_call(device, m)
+        else:
+            self.members.remove(m)
+
+    # -- the fluid advance ------------------------------------------------------------------------------
+
+    def advance(self) -> tuple:
+        """Co-run the members until the first call ends: wall s, busy wall s, FLOPs, bytes, members ended."""
+        key = tuple((id(m.segments), m.index, round(m.left_s * NS), round(m.wait_s * NS)) for m in self.members)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = self.co_run([(m.segments, m.index, m.left_s, m.wait_s) for m in self.members])
+        wall_s, busy_s, alone_s, flops, moved, states, ended = found
+        ended_members = [self.members[i] for i in ended]
+        for m, (index, left_s, wait_s) in zip(self.members, states):
+            m.index, m.left_s, m.wait_s = index, left_s, wait_s
+        self.clock_s += alone_s
+        return wall_s, busy_s, flops, moved, ended_members
+
+    @staticmethod
+    def co_run(states: list) -> tuple:
+        states = [list(s) for s in states]  # [segments, index, left_s, wait_s]
+        wall_s = busy_s = alone_s = flops = moved = 0.0
+        while True:
+            compute = memory = 0.0
+            step_s = float("inf")
+            for segments, index, left_s, wait_s in states:
+                if wait_s > 0:
+                    step_s = min(step_s, wait_s)
+                else:
+                    seg = segments[index]
+                    compute += seg.compute
+                    memory += seg.memory
+                    step_s = min(step_s, left_s)
+            rate = slowdown(compute, memory)
+            wall_s += step_s * rate
+            if any(s[3] <= 0 for s in states):
+                busy_s += step_s * rate
+            alone_s += step_s
+            for segments, index, _, wait_s in states:
+                if wait_s <= 0:
+                    seg = segments[index]
+                    flops += seg.flops * step_s / seg.alone_s
+                    moved += seg.bytes * step_s / seg.alone_s
+            ended = []
+            for i, s in enumerate(states):
+                if s[3] > 0:
+                    s[3] = 0.0 if s[3] - step_s <= EPS_S else s[3] - step_s
+                    continue
+                s[2] -= step_s
+                if s[2] <= EPS_S:
+                    s[1] += 1
+                    if s[1] == len(s[0]):
+                        ended.append(i)
+                    else:
+                        s[2] = s[0][s[1]].alone_s
+            if ended:
+                return wall_s, busy_s, alone_s, flops, moved, [(s[1], s[2], s[3]) for s in states], ended

@@ -1,0 +1,202 @@
+"""Scenario files: the typed, validated description of one emulated experiment.
+
+A scenario names the device (a catalog name, whose shipped profile costs the
+kernels, or a profile file), the attention implementation, the cluster (device
+groups, which stages each serves, the router), the traffic classes, the
+scheduling policies to compare, the seed, the horizon and the outputs. Every
+defect a user can make ends in one line naming the key and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from emulator.engine.policies import POLICIES
+from emulator.engine.schema import fail, parse, type_name
+from emulator.errors import UserError
+
+DEFAULT_DEVICE = "a100-sxm4-80gb"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    process: Literal["poisson", "fixed", "closed", "trace"]
+    rate_per_s: float | None = field(default=None, metadata={"above": 0})  # poisson, fixed
+    users: int | None = field(default=None, metadata={"min": 1})  # closed loop
+    think_s: float = field(default=0.0, metadata={"min": 0})  # closed loop: mean think time (exponential)
+    path: str | None = None  # trace: CSV with a time_s column and optionally a class column
+
+
+@dataclass(frozen=True)
+class TrafficClass:
+    name: str
+    workload: str
+    arrival: Arrival
+    knobs: dict[str, int | bool | str] = field(default_factory=dict)  # image_size, frames, steps, ...
+    slo_s: float | None = field(default=None, metadata={"above": 0})
+    max_requests: int | None = field(default=None, metadata={"min": 1})  # stop arriving after this many
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    devices: int = field(default=1, metadata={"min": 1})
+    stages: tuple[str, ...] | None = None  # stage names served here; None: every stage no other group claims
+    device: str | None = None  # overrides the scenario's device
+
+
+@dataclass(frozen=True)
+class Cluster:
+    devices: int = field(default=1, metadata={"min": 1})  # when no groups are given: one group of this many
+    router: Literal["round-robin", "least-loaded", "bucket-affinity"] = "round-robin"
+    groups: tuple[Group, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    dir: str | None = None  # default results/<scenario name>/
+    timeseries_resolution_s: float | None = field(default=None, metadata={"above": 0})  # default horizon/500
+    trace: bool = False
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str  # label in the outputs
+    policy: str  # key of POLICIES
+    params: Any  # the policy's Params dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    traffic: tuple[TrafficClass, ...]
+    policies: tuple[PolicySpec, ...]
+    seed: int = field(default=0, metadata={"min": 0})
+    device: str = DEFAULT_DEVICE
+    attention: Literal["flash", "baseline"] = "flash"
+    horizon_s: float = field(default=60.0, metadata={"above": 0})  # arrivals stop here
+    drain: bool = True  # after the horizon, run until every admitted request completes
+    cluster: Cluster = field(default_factory=Cluster)
+    output: Output = field(default_factory=Output)
+    base_dir: str = field(default=".", compare=False)  # where relative paths in the file resolve
+
+    @property
+    def groups(self) -> tuple[Group, ...]:
+        return self.cluster.groups or (Group("all", self.cluster.devices),)
+
+    @property
+    def resolution_s(self) -> float:
+        return self.output.timeseries_resolution_s or self.horizon_s / 500
+
+
+def parse_policies(items: Any) -> tuple[PolicySpec, ...]:
+    if not isinstance(items, list):
+        fail("policies", f"must be a list of policies, got {type_name(items)}")
+    if not items:
+        fail("policies", "at least one policy is needed")
+    specs, names = [], set()
+    for i, item in enumerate(items):
+        where = f"policies[{i}]"
+        if not isinstance(item, dict):
+            fail(where, f"must be a mapping, got {type_name(item)}")
+        if "policy" not in item:
+            fail(f"{where}.policy", f"missing; choose one of: {', '.join(POLICIES)}")
+        kind = item["policy"]
+        if not isinstance(kind, str) or kind not in POLICIES:
+            fail(f"{where}.policy", f"unknown policy {kind!r}; choose one of: {', '.join(POLICIES)}")
+        name = item.get("name", kind)
+        if not isinstance(name, str) or not name or "/" in name:
+            fail(f"{where}.name", f"must be a non-empty string without '/', got {name!r}")
+        if name in names:
+            fail(f"{where}.name", f"{name!r} is used by another policy")
+        names.add(name)
+        rest = {k: v for k, v in item.items() if k not in ("policy", "name")}
+        params = parse(POLICIES[kind].Params, rest, where)
+        problem = params.problem() if hasattr(params, "problem") else None
+        if problem:
+            fail(where, problem)
+        specs.append(PolicySpec(name, kind, params))
+    return tuple(specs)
+
+
+def check_cross_fields(s: Scenario) -> None:
+    """Checks that span several keys: arrivals, workloads and knobs, devices, stage placement."""
+    from emulator.cost import cost_model
+    from workloads import get
+
+    names = set()
+    for i, t in enumerate(s.traffic):
+        where = f"traffic[{i}]"
+        if t.name in names:
+            fail(f"{where}.name", f"{t.name!r} is used by another traffic class")
+        names.add(t.name)
+        a = t.arrival
+        needs = {"poisson": "rate_per_s", "fixed": "rate_per_s", "closed": "users", "trace": "path"}[a.process]
+        if getattr(a, needs) is None:
+            fail(f"{where}.arrival.{needs}", f"missing (needed by process {a.process})")
+        if a.process == "trace" and not (Path(s.base_dir) / a.path).is_file():
+            fail(f"{where}.arrival.path", f"no such file {a.path!r}")
+        try:
+            get(t.workload).config(**t.knobs)
+        except UserError as e:
+            fail(f"{where}", str(e))
+        except TypeError:
+            fail(f"{where}.knobs", "unknown knob; knobs are batch, image_size, frames, steps, prompt_tokens, "
+                 "output_tokens, guidance, dtype")
+    for i, g in enumerate(s.groups):
+        spec = g.device or s.device
+        try:
+            cost_model(resolve_path(s, spec), s.attention)
+        except UserError as e:
+            fail(f"cluster.groups[{i}].device" if g.device else "device", str(e))
+    if s.cluster.groups:
+        seen = set()
+        for i, g in enumerate(s.cluster.groups):
+            if g.name in seen:
+                fail(f"cluster.groups[{i}].name", f"{g.name!r} is used by another group")
+            seen.add(g.name)
+        if sum(g.stages is None for g in s.cluster.groups) > 1:
+            fail("cluster.groups", "at most one group may leave out stages (it serves the rest)")
+
+
+def resolve_path(s: Scenario, spec: str) -> str:
+    """A device spec: a catalog name as is, a profile path relative to the scenario file."""
+    if spec.endswith(".json"):
+        return str(Path(s.base_dir) / spec)
+    return spec
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    return scenario_from_data(data, str(path.parent), str(path))
+
+
+def scenario_from_data(data: Any, base_dir: str = ".", where: str = "scenario") -> Scenario:
+    try:
+        if not isinstance(data, dict):
+            fail("scenario", f"must be a mapping, got {type_name(data)}")
+        if "base_dir" in data:
+            fail("base_dir", "unknown key")
+        if "policies" not in data:
+            fail("policies", "missing")
+        specs = parse_policies(data["policies"])
+        s = parse(Scenario, {**data, "base_dir": base_dir}, "scenario", parsed={"policies": specs})
+        if not s.traffic:
+            fail("traffic", "at least one traffic class is needed")
+        check_cross_fields(s)
+        return s
+    except UserError as e:
+        message = str(e).removeprefix("scenario.")
+        raise UserError(f"{where}: {message}") from None

@@ -1,0 +1,151 @@
+"""Run a scenario: one simulation per policy on the same traffic, outputs and a comparison.
+
+`simulate_policy` builds a fresh SimPy environment, cluster and arrival
+processes for one policy, runs to the horizon (or until drained), checks that
+every arrived request is accounted for, and writes `summary.json`,
+`requests.csv`, `timeseries.csv` (and `trace.json`). Pipelines, cost models and
+memoized step costs are built once per scenario and shared by its policies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import simpy
+
+from emulator.engine.arrivals import start_arrivals
+from emulator.engine.cluster import Cluster
+from emulator.engine.metrics import Metrics
+from emulator.engine.policies import POLICIES
+from emulator.engine.request import RequestClass
+from emulator.engine.scenario import PolicySpec, Scenario, resolve_path
+from emulator.engine.stepcost import StepCosts
+
+
+@dataclass
+class Context:
+    """What a scenario's policies share: pipelines, cost models, memoized step costs."""
+
+    scenario: Scenario
+    classes: list[RequestClass] = field(default_factory=list)
+    costs: dict[str, StepCosts] = field(default_factory=dict)  # per device spec
+
+    def __post_init__(self):
+        from emulator.cost import cost_model
+        from workloads import build
+
+        s = self.scenario
+        pipelines = {}
+        for i, t in enumerate(s.traffic):
+            key = f"{t.workload}:{json.dumps(t.knobs, sort_keys=True)}"
+            if key not in pipelines:
+                pipelines[key] = build(t.workload, **t.knobs)
+            p = pipelines[key]
+            loop = max(p.stages, key=lambda st: st.calls)
+            seq = max((op.shape.q_len for op in loop.graph(loop.batch).attention_ops), default=0)
+            self.classes.append(RequestClass(t.name, i, key, p, t.slo_s, seq))
+        for g in s.groups:
+            spec = g.device or s.device
+            if spec not in self.costs:
+                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention), s.attention)
+
+
+def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: int,
+                    trace: bool = False, progress: bool = False) -> dict:
+    s = ctx.scenario
+    env = simpy.Environment()
+    metrics = Metrics(out_dir, s.resolution_s, trace)
+    klass = POLICIES[spec.policy]
+    groups = [(g.name, g.devices, g.stages, ctx.costs[g.device or s.device].model) for g in s.groups]
+    costs = {g.name: ctx.costs[g.device or s.device] for g in s.groups}
+    cluster = Cluster(env, groups, ctx.classes, costs, s.cluster.router,
+                      lambda device: klass(spec.params, device), metrics)
+    metrics.attach(cluster.devices)
+    ids = itertools.count()
+    for cls, t in zip(ctx.classes, s.traffic):
+        rng = np.random.default_rng([seed, cls.index])
+        start_arrivals(env, cluster, cls, t.arrival, s.horizon_s, t.max_requests, rng, ids, s.base_dir)
+    if progress:
+        env.process(ticker(env, s.horizon_s, spec.name))
+    env.run() if s.drain else env.run(until=s.horizon_s)
+    end_s = env.now
+    in_flight = cluster.in_flight()
+    if metrics.n_arrived != metrics.n_completed + metrics.n_rejected + in_flight or len(metrics.live) != in_flight:
+        raise RuntimeError(f"policy {spec.name}: {metrics.n_arrived} arrived but {metrics.n_completed} completed, "
+                           f"{metrics.n_rejected} rejected and {in_flight} in flight ({len(metrics.live)} live)")
+    metrics.finish(end_s)
+    if progress:
+        print(file=sys.stderr)
+    summary = {
+        "scenario": s.name, "policy": spec.name, "kind": spec.policy, "params": asdict(spec.params),
+        "device": s.device, "attention": s.attention, "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
+        **metrics.summary(end_s),
+    }
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def ticker(env, horizon_s: float, name: str):
+    while env.now < horizon_s:
+        print(f"\r  {name}: {env.now:8.1f} / {horizon_s:g} s simulated", end="", file=sys.stderr, flush=True)
+        yield env.timeout(horizon_s / 100)
+
+
+def run_scenario(s: Scenario, out_dir: Path | None, seed: int | None = None, trace: bool = False,
+                 progress: bool = False) -> list[dict]:
+    """Every policy of the scenario in turn; returns their summaries."""
+    ctx = Context(s)
+    seed = s.seed if seed is None else seed
+    summaries = []
+    for spec in s.policies:
+        started = time.perf_counter()
+        summary = simulate_policy(ctx, spec, out_dir / spec.name if out_dir else None, seed, trace, progress)
+        summary_wall = time.perf_counter() - started
+        summaries.append(summary)
+        if progress:
+            print(f"  {spec.name}: {summary['step_events']} step events in {summary_wall:.1f} s", file=sys.stderr)
+    if out_dir is not None:
+        write_comparison(summaries, out_dir / "comparison.csv")
+    return summaries
+
+
+TABLE = (  # header, summary getter, format
+    ("policy", lambda x: x["policy"], "{}"),
+    ("done", lambda x: x["requests"]["completed"], "{}"),
+    ("rej", lambda x: x["requests"]["rejected"], "{}"),
+    ("in flt", lambda x: x["requests"]["in_flight"], "{}"),
+    ("p50 s", lambda x: x["latency_s"]["p50"], "{:.3f}"),
+    ("p99 s", lambda x: x["latency_s"]["p99"], "{:.3f}"),
+    ("queue p50 s", lambda x: x["queueing_s"]["p50"], "{:.3f}"),
+    ("req/s", lambda x: x["throughput_per_s"], "{:.3f}"),
+    ("SLO %", lambda x: None if x["slo_attainment"] is None else 100 * x["slo_attainment"], "{:.1f}"),
+    ("busy %", lambda x: x["device_busy_pct"], "{:.1f}"),
+    ("TFLOP/s", lambda x: x["attained_tflops"], "{:.1f}"),
+    ("HBM %", lambda x: x["hbm_util_pct_mean"], "{:.1f}"),
+    ("peak GB", lambda x: x["peak_memory_GB"], "{:.1f}"),
+)
+
+
+def cell(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def comparison_table(summaries: list[dict]) -> str:
+    rows = [[h for h, _, _ in TABLE]] + [[cell(get(x), fmt) for _, get, fmt in TABLE] for x in summaries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    return "\n".join([lines[0], "-" * len(lines[0])] + lines[1:])
+
+
+def write_comparison(summaries: list[dict], path: Path) -> None:
+    header = ",".join(h.replace(" ", "_") for h, _, _ in TABLE)
+    lines = [header] + [",".join(cell(get(x), "{}") for _, get, _ in TABLE) for x in summaries]
+    path.write_text("\n".join(lines) + "\n")
