@@ -1,18 +1,26 @@
-"""The concurrency model: kernels co-running on one device share its compute and bandwidth.
+"""The concurrency model: kernels co-running on one device share its SMs, compute and bandwidth.
 
-Each kernel's demand is its alone-time utilization of the device's compute
-(FLOPs at the datasheet peak over its time) and of its memory bandwidth (bytes
-over its time). While the sums of demands over the co-running kernels exceed 1
-on either resource, every co-runner progresses slower by the same factor:
+Each kernel's demand is its alone-time use of three resources: the device's
+compute (FLOPs at the datasheet peak over its time), its memory bandwidth
+(bytes over its time) and its SMs (the fraction of the device its grid of
+thread blocks fills: output tiles of 128 x 128 for matrix kernels, one resident
+block per SM; 1024 elements per block and 8 resident blocks per SM for the
+rest). While the sum of demands over the co-running kernels exceeds 1 on any
+resource, every co-runner progresses slower by the same factor:
 
-    slowdown = max(1, sum compute demands, sum bandwidth demands)
+    slowdown = max(1, sum compute, sum bandwidth, sum SM occupancy)
 
-so two compute-bound kernels take as long together as one after the other,
-while a compute-bound and a memory-bound kernel overlap. A call is a sequence
-of segments: maximal runs of consecutive kernels of the same character
-(compute- or memory-bound), each spanning its kernels' alone timeline including
-the gaps where the device waits for the host, which a co-runner can fill.
-`slowdown` is the replaceable function.
+The SM term is what measurement demanded: on the H100, a large GEMM or
+convolution co-running with a large memory-bound kernel on another stream took
+0.88-0.97 of their serial time (calibration/validation/h100-concurrency.csv),
+because each grid fills every SM; compute and bandwidth alone predicted overlaps
+of 23-44% too much. Small kernels (small batch, low-resolution UNet levels) and
+the gaps where the device waits for the host leave SMs free for a co-runner.
+
+A call is a sequence of segments: maximal runs of consecutive kernels of the
+same character (compute- or memory-bound), each spanning its kernels' alone
+timeline, host gaps included, with the demands averaged over that span.
+`slowdown` is the replaceable function; `co_run` integrates it.
 """
 
 from __future__ import annotations
@@ -23,19 +31,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
+EPS_S = 1e-12  # a segment with less left than this has ended
+
 
 @dataclass(frozen=True)
 class Segment:
     alone_s: float  # duration when running alone
     compute: float  # fraction of the device's compute peak used alone, 0..1
     memory: float  # fraction of its memory bandwidth used alone, 0..1
+    occupancy: float  # fraction of its SMs its thread blocks fill, 0..1
     flops: float
     bytes: float
 
 
-def slowdown(compute: float, memory: float) -> float:
+TILE = 128  # output tile edge of a matrix kernel's thread block
+ELEMENTS_PER_BLOCK = 1024  # elements a memory-bound kernel's block handles
+MEMORY_BLOCKS_PER_SM = 8  # resident blocks of a memory-bound kernel per SM
+
+
+def slowdown(compute: float, memory: float, occupancy: float) -> float:
     """Factor by which every co-runner is slowed, from the summed demands."""
-    return max(1.0, compute, memory)
+    return max(1.0, compute, memory, occupancy)
+
+
+def occupancy(op, attention: str, sms: int) -> float:
+    """Fraction of the device's SMs the op's thread blocks fill when it runs alone."""
+    a = op.shape
+    kind = type(a).__name__
+    tiles = lambda m, n: -(-m // TILE) * -(-n // TILE)  # noqa: E731
+    if kind == "Linear":
+        blocks = tiles(a.m, a.n)
+    elif kind == "Matmul":
+        blocks = a.batch * tiles(a.m, a.n)
+    elif kind == "Conv":
+        blocks = tiles(a.output_elements // a.c_out, a.c_out)
+    elif kind == "Attention":
+        q_tiles = -(-a.q_len // TILE)
+        blocks = a.batch * a.heads * q_tiles * (-(-a.kv_len // TILE) if attention == "baseline" else 1)
+    else:
+        return min(1.0, a.output_elements / ELEMENTS_PER_BLOCK / (sms * MEMORY_BLOCKS_PER_SM))
+    return min(1.0, blocks / sms)
 
 
 def demands(flops: np.ndarray, moved: np.ndarray, ops: Sequence, device) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +81,8 @@ def demands(flops: np.ndarray, moved: np.ndarray, ops: Sequence, device) -> tupl
 
 
 def kernel_segments(kernel_s: np.ndarray, dispatched_s: np.ndarray, compute_s: np.ndarray, memory_s: np.ndarray,
-                    flops: np.ndarray, moved: np.ndarray, synchronous: bool) -> tuple[Segment, ...]:
+                    occupied: np.ndarray, flops: np.ndarray, moved: np.ndarray,
+                    synchronous: bool) -> tuple[Segment, ...]:
     """Group one call's kernels, in their alone timeline, into segments of one character."""
     n = len(kernel_s)
     if n == 0:
@@ -62,7 +98,7 @@ def kernel_segments(kernel_s: np.ndarray, dispatched_s: np.ndarray, compute_s: n
     bounds = firsts + [n]
     segments = []
     if start[0] > 0:  # the device waits for the first dispatch
-        segments.append(Segment(float(start[0]), 0.0, 0.0, 0.0, 0.0))
+        segments.append(Segment(float(start[0]), 0.0, 0.0, 0.0, 0.0, 0.0))
     for a, b in itertools.pairwise(bounds):
         span = float((start[b] if b < n else end) - start[a])
         if span <= 0:
@@ -71,7 +107,77 @@ def kernel_segments(kernel_s: np.ndarray, dispatched_s: np.ndarray, compute_s: n
             alone_s=float(span),
             compute=min(1.0, float(compute_s[a:b].sum()) / span),
             memory=min(1.0, float(memory_s[a:b].sum()) / span),
+            occupancy=min(1.0, float((occupied[a:b] * kernel_s[a:b]).sum()) / span),
             flops=float(flops[a:b].sum()),
             bytes=float(moved[a:b].sum()),
         ))
     return tuple(segments)
+
+
+def co_run(states: list) -> tuple:
+    """Co-run calls until the first ends.
+
+    states: per co-runner [segments, index of the running segment, alone s left in it, alone s to idle
+    first]. Every co-runner advances at rate 1 / slowdown, so offsets in alone time never change.
+    Returns (wall s, busy wall s, alone s, FLOPs, bytes, new (index, left, idle) per co-runner,
+    indices of the co-runners whose call ended).
+    """
+    states = [list(s) for s in states]
+    wall_s = busy_s = alone_s = flops = moved = 0.0
+    while True:
+        compute = memory = occupied = 0.0
+        step_s = float("inf")
+        for segments, index, left_s, wait_s in states:
+            if wait_s > 0:
+                step_s = min(step_s, wait_s)
+            else:
+                seg = segments[index]
+                compute += seg.compute
+                memory += seg.memory
+                occupied += seg.occupancy
+                step_s = min(step_s, left_s)
+        rate = slowdown(compute, memory, occupied)
+        wall_s += step_s * rate
+        if any(s[3] <= 0 for s in states):
+            busy_s += step_s * rate
+        alone_s += step_s
+        for segments, index, _, wait_s in states:
+            if wait_s <= 0:
+                seg = segments[index]
+                flops += seg.flops * step_s / seg.alone_s
+                moved += seg.bytes * step_s / seg.alone_s
+        ended = []
+        for i, s in enumerate(states):
+            if s[3] > 0:
+                s[3] = 0.0 if s[3] - step_s <= EPS_S else s[3] - step_s
+                continue
+            s[2] -= step_s
+            if s[2] <= EPS_S:
+                s[1] += 1
+                if s[1] == len(s[0]):
+                    ended.append(i)
+                else:
+                    s[2] = s[0][s[1]].alone_s
+        if ended:
+            return wall_s, busy_s, alone_s, flops, moved, [(s[1], s[2], s[3]) for s in states], ended
+
+
+def joint_time(calls: list[tuple[Segment, ...]]) -> float:
+    """Wall time until every one of several calls, started together, has ended."""
+    states = [(segs, 0, segs[0].alone_s, 0.0) for segs in calls]
+    total = 0.0
+    while states:
+        wall_s, _, _, _, _, after, ended = co_run(states)
+        total += wall_s
+        states = [(states[i][0], *after[i][:2], 0.0) for i in range(len(states)) if i not in ended]
+    return total
+
+
+def op_segment(op, seconds: float, attention: str, device) -> Segment:
+    """One kernel alone as a segment, for checking the model against measured pairs."""
+    from emulator.cost.kernels import work
+
+    flops, moved = work(op, attention)
+    rate = device.matmul_flops_per_s(op.dtype) if op.mac_flops else device.vector_flops_per_s
+    return Segment(seconds, min(1.0, flops / rate / seconds), min(1.0, moved / device.bytes_per_s / seconds),
+                   occupancy(op, attention, device.sms), flops, moved)

@@ -17,7 +17,7 @@ import numpy as np
 
 from emulator.cost.kernels import work
 from emulator.cost.timeline import GraphCoster
-from emulator.engine.concurrency import Segment, demands, kernel_segments
+from emulator.engine.concurrency import Segment, demands, kernel_segments, occupancy
 from emulator.pipeline import Stage
 
 
@@ -77,9 +77,12 @@ class StageAtBatch:
                     op = graph.ops[i]
                     kernel_s[i] = self.model.op_time(type(op)(op.name, op.shape.advanced(self._kv_advance(key)),
                                                               op.dtype))
-            compute_s, memory_s = demands(self.flops, self.bytes, self.coster.graph.ops, self.model.device)
-            self._segments[key] = kernel_segments(kernel_s, self.coster.dispatched, compute_s, memory_s,
-                                                  self.flops, self.bytes, self.model.device.synchronous)
+            dev = self.model.device
+            ops = self.coster.graph.ops
+            compute_s, memory_s = demands(self.flops, self.bytes, ops, dev)
+            occupied = np.array([occupancy(op, self.attention, dev.sms) for op in ops])
+            self._segments[key] = kernel_segments(kernel_s, self.coster.dispatched, compute_s, memory_s, occupied,
+                                                  self.flops, self.bytes, dev.synchronous)
         return self._segments[key]
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from emulator.engine.concurrency import slowdown
+from emulator.engine.concurrency import co_run
 from emulator.engine.policies.base import BatchPolicy
 
 NS = 1e9  # positions are memoized to the nanosecond
@@ -152,50 +152,10 @@ class Pods(BatchPolicy):
         key = tuple((id(m.segments), m.index, round(m.left_s * NS), round(m.wait_s * NS)) for m in self.members)
         found = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = self.co_run([(m.segments, m.index, m.left_s, m.wait_s) for m in self.members])
+            found = self.memo[key] = co_run([(m.segments, m.index, m.left_s, m.wait_s) for m in self.members])
         wall_s, busy_s, alone_s, flops, moved, states, ended = found
         ended_members = [self.members[i] for i in ended]
         for m, (index, left_s, wait_s) in zip(self.members, states):
             m.index, m.left_s, m.wait_s = index, left_s, wait_s
         self.clock_s += alone_s
         return wall_s, busy_s, flops, moved, ended_members
-
-    @staticmethod
-    def co_run(states: list) -> tuple:
-        states = [list(s) for s in states]  # [segments, index, left_s, wait_s]
-        wall_s = busy_s = alone_s = flops = moved = 0.0
-        while True:
-            compute = memory = 0.0
-            step_s = float("inf")
-            for segments, index, left_s, wait_s in states:
-                if wait_s > 0:
-                    step_s = min(step_s, wait_s)
-                else:
-                    seg = segments[index]
-                    compute += seg.compute
-                    memory += seg.memory
-                    step_s = min(step_s, left_s)
-            rate = slowdown(compute, memory)
-            wall_s += step_s * rate
-            if any(s[3] <= 0 for s in states):
-                busy_s += step_s * rate
-            alone_s += step_s
-            for segments, index, _, wait_s in states:
-                if wait_s <= 0:
-                    seg = segments[index]
-                    flops += seg.flops * step_s / seg.alone_s
-                    moved += seg.bytes * step_s / seg.alone_s
-            ended = []
-            for i, s in enumerate(states):
-                if s[3] > 0:
-                    s[3] = 0.0 if s[3] - step_s <= EPS_S else s[3] - step_s
-                    continue
-                s[2] -= step_s
-                if s[2] <= EPS_S:
-                    s[1] += 1
-                    if s[1] == len(s[0]):
-                        ended.append(i)
-                    else:
-                        s[2] = s[0][s[1]].alone_s
-            if ended:
-                return wall_s, busy_s, alone_s, flops, moved, [(s[1], s[2], s[3]) for s in states], ended
