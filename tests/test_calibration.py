@@ -6,13 +6,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from calibration import run as run_module  # noqa: E402
-from calibration.kernels import make_runner  # noqa: E402
-from calibration.report import holdout_errors  # noqa: E402
-from calibration.timers import CpuClock, measure  # noqa: E402
-from emulator.cost import Profile, load_profile  # noqa: E402
-from emulator.shapes import (  # noqa: E402
-    Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax)
+from calibration import run as run_module
+from calibration.kernels import make_runner
+from calibration.report import holdout_errors
+from calibration.timers import CpuClock, measure
+from emulator.cost import Profile, load_profile
+from emulator.shapes import (
+    Attention,
+    Conv,
+    Elementwise,
+    Embedding,
+    Linear,
+    Matmul,
+    Norm,
+    Resample,
+    Softmax,
+)
 
 TINY = [
     ("linear", Linear(4, 8, 16)),
@@ -93,7 +102,7 @@ class Interrupted(Exception):
 
 
 def test_run_resumes_and_writes_a_loadable_profile(tmp_path, monkeypatch):
-    import calibration.timers as timers
+    from calibration import timers
 
     tiny = [spec for spec in TINY if spec[0] in ("linear", "elementwise", "softmax")]
     more = [("linear", Linear(m, 8, 8)) for m in (1, 2, 3, 5, 7)]

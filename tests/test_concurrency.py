@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from emulator.devices import device
-from emulator.engine.concurrency import Segment, co_run, joint_time, op_segment, occupancy
+from emulator.engine.concurrency import (
+    Segment,
+    co_run,
+    joint_time,
+    occupancy,
+    op_segment,
+)
 from emulator.ops import Op
 from emulator.shapes import Elementwise, Linear
 

@@ -3,7 +3,16 @@
 import pytest
 
 from emulator.ops import Op
-from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample
+from emulator.shapes import (
+    Attention,
+    Conv,
+    Elementwise,
+    Embedding,
+    Linear,
+    Matmul,
+    Norm,
+    Resample,
+)
 
 
 def test_linear_counts_two_flops_per_multiply_add_plus_bias():

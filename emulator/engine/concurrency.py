@@ -58,7 +58,7 @@ def occupancy(op, attention: str, sms: int) -> float:
     """Fraction of the device's SMs the op's thread blocks fill when it runs alone."""
     a = op.shape
     kind = type(a).__name__
-    tiles = lambda m, n: -(-m // TILE) * -(-n // TILE)  # noqa: E731
+    tiles = lambda m, n: -(-m // TILE) * -(-n // TILE)
     if kind == "Linear":
         blocks = tiles(a.m, a.n)
     elif kind == "Matmul":
