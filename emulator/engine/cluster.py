@@ -102,8 +102,9 @@ class Cluster:
         elif self.router == "round-robin":
             d = devices[self._rr[gi] % len(devices)]
             self._rr[gi] += 1
-        elif self.router == "least-loaded":
-            d = min(devices, key=lambda x: (x.assigned, x.index))
+        elif self.router == "least-loaded":  # fewest requests assigned; ties to the lowest index
+            loads = [x.assigned for x in devices]
+            d = devices[loads.index(min(loads))]
         else:  # bucket-affinity: one bucket's requests always on the same devices
             bucket = devices[0].policy.bucket_of(r)
             d = devices[bucket % len(devices)]
@@ -116,9 +117,7 @@ class Cluster:
     def stage_done(self, r: Request, device: Device) -> None:
         """r finished its current stage on `device`: next stage here, elsewhere, or done."""
         here = self.group_of(r.stage.name)
-        r.stage_index += 1
-        r.calls_done = 0
-        finished = r.stage_index == len(r.cls.pipeline.stages)
+        finished = not r.next_stage()
         if finished or self.group_of(r.stage.name) != here:
             device.release(r)
             device.assigned -= 1

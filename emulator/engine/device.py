@@ -26,6 +26,9 @@ class Batch:
     members: list[Request]
     stage: Stage  # the graph that runs: the members' stage, or the largest member's when padded
     size: int  # per-call batch: the members' per-request batches summed
+    at: object = None  # the StageAtBatch that costs it, filled on first run
+    seq_len: int = 0
+    calls: int = 1  # calls to run back to back: a policy that admits nobody mid-stage runs them all at once
 
 
 class Device:
@@ -105,22 +108,38 @@ class Device:
     def run_batch(self, batch: Batch):
         """Process step: one call of `batch`, then advance its members."""
         env = self.env
-        call = max(m.calls_done for m in batch.members)  # decode: the longest member's KV length
-        at = self.costs.at(batch.stage, batch.size)
-        cost = at.step(call)
+        members = batch.members
+        at = batch.at
+        if at is None:  # policies reuse a Batch while its members stay: cost it once
+            at = batch.at = self.costs.at(batch.stage, batch.size)
+            batch.seq_len = self.costs.seq_len(batch.stage)
+        n = batch.calls
+        if batch.stage.kv_growth:  # decode: the longest member's KV length sets each call
+            first = max(m.calls_done for m in members)
+            calls = [at.step(c) for c in range(first, first + n)]
+            seconds, flops, moved = (sum(c.seconds for c in calls), sum(c.flops for c in calls),
+                                     sum(c.bytes for c in calls))
+            fallback = sum(c.fallback_ops for c in calls)
+        else:
+            cost = at.step(0)
+            seconds, flops, moved, fallback = cost.seconds * n, cost.flops * n, cost.bytes * n, cost.fallback_ops * n
         self.hold_running(at.activation_bytes)
         used = self.used_bytes
         start = env.now
-        for m in batch.members:
-            if m.first_start_s is None:
-                m.first_start_s = start
-        yield env.timeout(cost.seconds)
+        yield env.timeout(seconds)
         self.running_bytes -= at.activation_bytes
         metrics = self.cluster.metrics
-        metrics.work(self, start, env.now, cost.flops, cost.bytes, env.now - start, used,
-                     self.costs.seq_len(batch.stage), len(batch.members))
-        metrics.call(self, start, env.now, batch.stage.name, batch.members, cost.fallback_ops)
-        for m in batch.members:
-            m.calls_done += 1
+        metrics.work(self, start, env.now, flops, moved, env.now - start, used, batch.seq_len, len(members))
+        metrics.call(self, start, env.now, batch.stage.name, members, fallback, n)
+        finished = False
+        for m in members:
+            if m.first_start_s is None:
+                m.first_start_s = start
+            m.calls_done += n
             if m.calls_done == m.stage.calls:
+                finished = True
+        if finished:  # after the loop: stage_done changes the members' stages
+            done = [m for m in members if m.calls_done == m.stage.calls]
+            self.policy.ended(done)
+            for m in done:
                 self.cluster.stage_done(m, self)

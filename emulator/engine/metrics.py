@@ -45,7 +45,7 @@ class Metrics:
     def __init__(self, out_dir: Path | None, resolution_s: float, trace: bool):
         self.resolution_s = resolution_s
         self.out_dir = out_dir
-        self.n_arrived = self.n_completed = self.n_rejected = self.calls = 0
+        self.n_arrived = self.n_completed = self.n_rejected = self.calls = self.steps = 0
         self.latency, self.queueing = array("d"), array("d")
         self.slo_total = self.slo_met = 0
         self.per_class: dict[str, array] = {}
@@ -107,12 +107,14 @@ class Metrics:
     # -- devices --------------------------------------------------------------------------------------
 
     def call(self, device, start_s: float, end_s: float, stage: str, members: list, fallback_ops: int,
-             stream: int = 0) -> None:
-        """One call of a stage ended (a step event)."""
-        self.calls += 1
+             calls: int = 1, stream: int = 0) -> None:
+        """`calls` back-to-back calls of a stage for `members` ended: calls x members step events."""
+        self.calls += calls
+        self.steps += calls * len(members)
         self.series[device.index].fallback_ops += fallback_ops
         if self.trace:
-            self.trace.slice(device.index, stream, start_s, end_s, stage, {"requests": [m.id for m in members]})
+            self.trace.slice(device.index, stream, start_s, end_s, stage,
+                             {"requests": [m.id for m in members], "calls": calls})
 
     def work(self, device, start_s: float, end_s: float, flops: float, moved: float, busy_s: float,
              used_bytes: int, seq_len: int, running: int) -> None:
@@ -201,7 +203,8 @@ class Metrics:
             "throughput_per_s": self.n_completed / span,
             "slo_attainment": self.slo_met / self.slo_total if self.slo_total else None,
             "simulated_s": end_s,
-            "step_events": self.calls,
+            "step_events": self.steps,  # calls of a stage replayed for one request (a denoising step, ...)
+            "device_calls": self.calls,  # calls of a stage on a device, for a whole batch
             "devices": n,
             "device_busy_pct": 100 * sum(s.busy_s for s in self.series) / (n * span),
             "attained_tflops": sum(s.flops for s in self.series) / span / 1e12,

@@ -16,7 +16,8 @@ class RequestClass:
     pipeline_key: str  # workload and knobs: classes with equal keys share graphs and batch together
     pipeline: Pipeline
     slo_s: float | None
-    bucket_seq_len: int  # attention sequence length of its longest-running (denoising/decode) stage
+    loop_stage: Stage  # the stage called most often: the denoising (or decoding) loop
+    bucket_seq_len: int  # longest attention sequence (query tokens) of one call of the loop stage
 
 
 @dataclass(eq=False)
@@ -31,10 +32,20 @@ class Request:
     done_s: float | None = None
     on_done: object = None  # closed-loop users wait on this SimPy event
     extra: dict = field(default_factory=dict)  # policy-private state (pod slot, ...)
+    stage: Stage = field(init=False)  # the current stage (kept as a field: the engine reads it every step)
 
-    @property
-    def stage(self) -> Stage:
-        return self.cls.pipeline.stages[self.stage_index]
+    def __post_init__(self) -> None:
+        self.stage = self.cls.pipeline.stages[0]
+
+    def next_stage(self) -> bool:
+        """Move on to the next stage; False when the pipeline is done."""
+        self.stage_index += 1
+        self.calls_done = 0
+        stages = self.cls.pipeline.stages
+        if self.stage_index == len(stages):
+            return False
+        self.stage = stages[self.stage_index]
+        return True
 
     @property
     def calls_left(self) -> int:

@@ -49,7 +49,7 @@ class Context:
             p = pipelines[key]
             loop = max(p.stages, key=lambda st: st.calls)
             seq = max((op.shape.q_len for op in loop.graph(loop.batch).attention_ops), default=0)
-            self.classes.append(RequestClass(t.name, i, key, p, t.slo_s, seq))
+            self.classes.append(RequestClass(t.name, i, key, p, t.slo_s, loop, seq))
         for g in s.groups:
             spec = g.device or s.device
             if spec not in self.costs:

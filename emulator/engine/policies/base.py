@@ -25,6 +25,7 @@ class BatchPolicy:
     def __init__(self, params, device: Device):
         self.params = params
         self.waiting: dict[object, list] = {}  # batching key -> heap of (arrival_s, id, request)
+        self.changed = False  # set by the device when a member of the last batch finished its stage
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -34,6 +35,10 @@ class BatchPolicy:
 
     def next_batch(self, device: Device, now: float) -> Batch | float | None:
         raise NotImplementedError
+
+    def ended(self, members: list[Request]) -> None:
+        """These members of the last batch finished their stage (they still hold it)."""
+        self.changed = True
 
     def bucket_of(self, r: Request) -> int:
         """For the bucket-affinity router: which bucket r belongs to (here: its traffic class)."""

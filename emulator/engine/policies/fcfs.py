@@ -11,17 +11,15 @@ from emulator.engine.policies.base import BatchPolicy
 class Fcfs(BatchPolicy):
     def __init__(self, params, device):
         super().__init__(params, device)
-        self.current = None  # (request, stage index) being run
+        self.batch = None  # the request being run, until its stage ends
 
     def key_of(self, r):
         return None  # one queue: the oldest request goes first, also when it comes back for its next stage
 
     def next_batch(self, device, now):
-        if self.current:
-            r, stage_index = self.current
-            if r.stage_index == stage_index and r.device is device:
-                return Batch([r], r.stage, r.stage.batch)
-            self.current = None
+        if self.batch is not None and not self.changed:
+            return self.batch
+        self.batch, self.changed = None, False
         heap = self.waiting.get(None)
         if not heap:
             return None
@@ -29,5 +27,6 @@ class Fcfs(BatchPolicy):
         if not self.admit(device, r, device.costs.at(r.stage, r.stage.batch).activation_bytes):
             return None  # memory frees only when a request leaves; an arrival wakes us
         heapq.heappop(heap)
-        self.current = (r, r.stage_index)
-        return Batch([r], r.stage, r.stage.batch)
+        # nobody can join: the whole stage is one run of back-to-back calls
+        self.batch = Batch([r], r.stage, r.stage.batch, calls=r.stage.calls - r.calls_done)
+        return self.batch

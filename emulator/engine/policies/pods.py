@@ -41,6 +41,8 @@ class Member:
     slot: int | None = None  # stagger slot while in its denoising loop
     stream: int = 0  # its track in the trace
     call_start_s: float = 0.0  # wall time the call began
+    at: object = None  # costs of its current stage at its batch
+    seq_len: int = 0  # longest attention sequence of its current stage
 
 
 class Pods(BatchPolicy):
@@ -81,7 +83,7 @@ class Pods(BatchPolicy):
             start = env.now
             wall_s, busy_s, flops, moved, ended = self.advance()
             used = device.used_bytes
-            seq_len = max(device.costs.seq_len(m.request.stage) for m in self.members)
+            seq_len = max(m.seq_len for m in self.members)
             running = len(self.members)
             yield env.timeout(wall_s)
             device.cluster.metrics.work(device, start, env.now, flops, moved, busy_s, used, seq_len, running)
@@ -102,19 +104,18 @@ class Pods(BatchPolicy):
             self.members.append(m)
             self.start_call(device, m)
 
-    def loop_stage(self, r):
-        """The stage whose repeated calls are the denoising (or decoding) loop."""
-        return max(r.cls.pipeline.stages, key=lambda s: s.calls)
-
     def start_call(self, device, m: Member) -> None:
         r = m.request
-        at = device.costs.at(r.stage, r.stage.batch)
+        if r.calls_done == 0 or m.at is None:
+            m.at = device.costs.at(r.stage, r.stage.batch)
+            m.seq_len = device.costs.seq_len(r.stage)
+        at = m.at
         m.segments = at.segments(r.calls_done)
         m.index, m.left_s, m.wait_s = 0, m.segments[0].alone_s, 0.0
         m.call_start_s = device.env.now
         if r.first_start_s is None:
             r.first_start_s = device.env.now
-        if r.stage is self.loop_stage(r) and r.stage.calls > 1 and r.calls_done == 0:
+        if r.calls_done == 0 and r.stage is r.cls.loop_stage and r.stage.calls > 1:
             self.take_slot(m, at.step(0).seconds)
 
     def take_slot(self, m: Member, pass_s: float) -> None:
@@ -129,14 +130,14 @@ class Pods(BatchPolicy):
 
     def end_call(self, device, m: Member) -> None:
         r = m.request
-        cost = device.costs.at(r.stage, r.stage.batch).step(r.calls_done)
+        cost = m.at.step(r.calls_done)
         device.cluster.metrics.call(device, m.call_start_s, device.env.now, r.stage.name, [r],
-                                    cost.fallback_ops, m.stream)
+                                    cost.fallback_ops, 1, m.stream)
         r.calls_done += 1
         if r.calls_done < r.stage.calls:
             self.start_call(device, m)
             return
-        if r.stage is self.loop_stage(r):
+        if r.stage is r.cls.loop_stage:
             m.slot = None
         device.cluster.stage_done(r, device)
         if r.device is device and r in device.queue:  # its next stage runs here too: it stays a member

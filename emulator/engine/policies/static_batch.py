@@ -25,7 +25,7 @@ class StaticBatch(BatchPolicy):
 
     def __init__(self, params, device):
         super().__init__(params, device)
-        self.running: list = []  # (request, stage index) of the batch in progress
+        self.batch = None  # the batch in progress
 
     def key_of(self, r):
         return r.pad_key if self.params.pad else r.stage_key
@@ -35,9 +35,15 @@ class StaticBatch(BatchPolicy):
         return sorted((k for k, h in self.waiting.items() if h), key=lambda k: self.waiting[k][0][:2])
 
     def next_batch(self, device, now):
-        self.running = [(r, i) for r, i in self.running if r.stage_index == i and r.device is device]
-        if self.running:
-            return batch_of(device, [r for r, _ in self.running], self.params.pad)
+        if self.batch is not None:
+            if not self.changed:
+                return self.batch
+            self.changed = False
+            stages = self.batch.stages  # members whose stage ended leave
+            left = [r for r, s in zip(self.batch.members, stages) if r.stage is s and r.device is device]
+            self.batch = self.remember(batch_of(device, left, self.params.pad)) if left else None
+            if self.batch is not None:
+                return self.batch
         wake = None
         for key in self.key_order():
             heap = self.waiting[key]
@@ -50,9 +56,16 @@ class StaticBatch(BatchPolicy):
                 for r in members:
                     self.admit(device, r, 0)
                     heapq.heappop(heap)
-                self.running = [(r, r.stage_index) for r in members]
-                return batch_of(device, members, self.params.pad)
+                self.batch = self.remember(batch_of(device, members, self.params.pad))
+                return self.batch
         return wake
+
+    @staticmethod
+    def remember(batch):
+        """Note the members' stages; nobody joins, so run calls back to back until the first member ends."""
+        batch.stages = [r.stage for r in batch.members]
+        batch.calls = min(r.stage.calls - r.calls_done for r in batch.members)
+        return batch
 
     def fitting_members(self, device, heap) -> list:
         """The oldest waiting requests of one key, up to max_batch, as many as memory holds."""

@@ -6,9 +6,9 @@ batch per batching key (a stage of a workload at given knobs), at most
 calls cost the same); autoregressive members at different positions run the
 decode step padded to the longest KV cache. A request is admitted only if the
 KV cache of its whole generation fits beside everyone else's (reserved at
-admission, so a running request is never evicted). Running batches take turns,
-one call each, so a new request's text encoder or prefill is not starved by a
-long denoising loop.
+admission, so a running request is never evicted) and the largest call of any
+running batch still fits. Running batches take turns, one call each, so a new
+request's text encoder or prefill is not starved by a long denoising loop.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from emulator.engine.policies.base import BatchPolicy, batch_of
+from emulator.engine.device import Batch
+from emulator.engine.policies.base import BatchPolicy
 
 
 class StepBatch(BatchPolicy):
@@ -26,41 +27,58 @@ class StepBatch(BatchPolicy):
 
     def __init__(self, params, device):
         super().__init__(params, device)
-        self.running: dict = {}  # key -> [(request, stage index)]
+        self.running: dict = {}  # key -> [request], in order of joining
+        self.size: dict = {}  # key -> per-call batch of its running requests
+        self.batches: dict = {}  # key -> the Batch of its running requests, while they stay the same
         self.turn = 0
 
+    def ended(self, members) -> None:
+        for r in members:
+            key = self.key_of(r)
+            self.running[key].remove(r)
+            self.size[key] -= r.stage.batch
+            self.batches.pop(key, None)
+            if not self.running[key]:
+                del self.running[key], self.size[key]
+
     def next_batch(self, device, now):
-        for key in list(self.running):
-            members = [(r, i) for r, i in self.running[key] if r.stage_index == i and r.device is device]
-            if members:
-                self.running[key] = members
-            else:
-                del self.running[key]
         self.join(device)
         if not self.running:
             return None
-        keys = sorted(self.running, key=lambda k: self.running[k][0][0].id)
-        key = keys[self.turn % len(keys)]
-        self.turn += 1
-        return batch_of(device, [r for r, _ in self.running[key]], pad=False)
+        if len(self.running) == 1:
+            key = next(iter(self.running))
+        else:
+            keys = sorted(self.running, key=lambda k: self.running[k][0].id)
+            key = keys[self.turn % len(keys)]
+            self.turn += 1
+        batch = self.batches.get(key)
+        if batch is None:
+            members = self.running[key]
+            batch = self.batches[key] = Batch(list(members), members[0].stage, self.size[key])
+        return batch
+
+    def activation(self, device, key, size: int) -> int:
+        return device.costs.at(self.running[key][0].stage, size).activation_bytes
 
     def join(self, device) -> None:
         """Admit waiting requests into running batches, oldest first, while room and memory allow."""
         for key, heap in self.waiting.items():
-            members = self.running.get(key, [])
-            # only one call runs at a time: the largest activations of any running batch must fit too
-            others = max((self.activation(device, m) for k, m in self.running.items() if k != key), default=0)
-            while heap and len(members) < self.params.max_batch:
+            members = self.running.get(key)
+            if not heap or (members and len(members) >= self.params.max_batch):
+                continue
+            # one call runs at a time: the largest activations of any running batch must fit too
+            others = max((self.activation(device, k, self.size[k]) for k in self.running if k != key), default=0)
+            size = self.size.get(key, 0)
+            while heap and len(members or ()) < self.params.max_batch:
                 r = heap[0][2]
-                trial = [m for m, _ in members] + [r]
-                if not self.admit(device, r, max(others, self.activation(device, [(m, 0) for m in trial]))):
+                need = device.costs.at(r.stage, size + r.stage.batch).activation_bytes
+                if not self.admit(device, r, max(others, need)):
                     break
                 heapq.heappop(heap)
-                members.append((r, r.stage_index))
+                if members is None:
+                    members = self.running[key] = []
+                members.append(r)
+                size += r.stage.batch
+                self.batches.pop(key, None)
             if members:
-                self.running[key] = members
-
-    @staticmethod
-    def activation(device, members: list) -> int:
-        batch = batch_of(device, [r for r, _ in members], pad=False)
-        return device.costs.at(batch.stage, batch.size).activation_bytes
+                self.size[key] = size
