@@ -52,6 +52,15 @@ def timed(data: dict, repeats: int = 1) -> list[tuple[str, int, list[float], dic
     return out
 
 
+def reference_s() -> float:
+    """Seconds of a fixed pure-Python loop: this machine's speed now (shared VMs drift by tens of %)."""
+    start = time.perf_counter()
+    x = 0
+    for i in range(5_000_000):
+        x += i
+    return time.perf_counter() - start
+
+
 def main() -> None:
     a = argparse.ArgumentParser()
     a.add_argument("--hours", type=float, default=1.0)
@@ -60,6 +69,7 @@ def main() -> None:
     a.add_argument("--skip-large", action="store_true")
     args = a.parse_args()
 
+    print(f"reference loop: {reference_s():.3f} s (lower is a faster machine)")
     print("1. step events per second (SD v1.5 512, 8 A100s, 10 req/s, 300 s simulated)")
     policies = [{"policy": "step-batch", "max_batch": 16}, {"policy": "fcfs"},
                 {"policy": "pods", "pod_size": 2, "stagger": 0.5}]
@@ -77,6 +87,7 @@ def main() -> None:
     print(f"   {n['arrived']} arrived, {n['completed']} completed, {n['in_flight']} in flight; "
           f"p50 {s['latency_s']['p50']:.2f} s, p99 {s['latency_s']['p99']:.2f} s; busy {s['device_busy_pct']:.1f}%")
     print(f"   {events} step events in {wall:.1f} s wall ({events / wall:.0f} per s); peak RSS {rss_MB:.0f} MB")
+    print(f"reference loop: {reference_s():.3f} s")
 
 
 if __name__ == "__main__":

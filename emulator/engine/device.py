@@ -29,6 +29,7 @@ class Batch:
     at: object = None  # the StageAtBatch that costs it, filled on first run
     seq_len: int = 0
     calls: int = 1  # calls to run back to back: a policy that admits nobody mid-stage runs them all at once
+    started: bool = False  # its members' first calls have been noted
 
 
 class Device:
@@ -92,10 +93,6 @@ class Device:
     def is_admitted(self, r: Request) -> bool:
         return "held" in r.extra
 
-    def hold_running(self, activation_bytes: int) -> None:
-        self.running_bytes += activation_bytes
-        self._check()
-
     def _check(self) -> None:
         used = self.used_bytes
         if used > self.capacity_bytes:
@@ -105,38 +102,44 @@ class Device:
 
     # -- running --------------------------------------------------------------------------------
 
-    def run_batch(self, batch: Batch):
-        """Process step: one call of `batch`, then advance its members."""
-        env = self.env
-        members = batch.members
+    def begin(self, batch: Batch) -> tuple:
+        """Start `batch`'s calls: hold their activations; returns (seconds, what `end` needs)."""
         at = batch.at
         if at is None:  # policies reuse a Batch while its members stay: cost it once
             at = batch.at = self.costs.at(batch.stage, batch.size)
             batch.seq_len = self.costs.seq_len(batch.stage)
         n = batch.calls
         if batch.stage.kv_growth:  # decode: the longest member's KV length sets each call
-            first = max(m.calls_done for m in members)
+            first = max(m.calls_done for m in batch.members)
             calls = [at.step(c) for c in range(first, first + n)]
-            seconds, flops, moved = (sum(c.seconds for c in calls), sum(c.flops for c in calls),
-                                     sum(c.bytes for c in calls))
-            fallback = sum(c.fallback_ops for c in calls)
+            cost = (sum(c.seconds for c in calls), sum(c.flops for c in calls), sum(c.bytes for c in calls),
+                    sum(c.fallback_ops for c in calls))
         else:
-            cost = at.step(0)
-            seconds, flops, moved, fallback = cost.seconds * n, cost.flops * n, cost.bytes * n, cost.fallback_ops * n
-        self.hold_running(at.activation_bytes)
-        used = self.used_bytes
-        start = env.now
-        yield env.timeout(seconds)
-        self.running_bytes -= at.activation_bytes
+            one = at.step(0)
+            cost = (one.seconds * n, one.flops * n, one.bytes * n, one.fallback_ops * n)
+        self.running_bytes += at.activation_bytes
+        self._check()
+        return cost[0], (cost, self.used_bytes, self.env.now)
+
+    def end(self, batch: Batch, started) -> None:
+        """The calls of `batch` ended: record them and advance its members."""
+        (_seconds, flops, moved, fallback), used, start = started
+        now = self.env.now
+        members = batch.members
+        n = batch.calls
+        self.running_bytes -= batch.at.activation_bytes
         metrics = self.cluster.metrics
-        metrics.work(self, start, env.now, flops, moved, env.now - start, used, batch.seq_len, len(members))
-        metrics.call(self, start, env.now, batch.stage.name, members, fallback, n)
+        metrics.work(self, start, now, flops, moved, now - start, used, batch.seq_len, len(members))
+        metrics.call(self, start, now, batch.stage.name, members, fallback, n)
+        if not batch.started:  # a Batch is made anew whenever a request joins
+            batch.started = True
+            for m in members:
+                if m.first_start_s is None:
+                    m.first_start_s = start
         finished = False
         for m in members:
-            if m.first_start_s is None:
-                m.first_start_s = start
-            m.calls_done += n
-            if m.calls_done == m.stage.calls:
+            c = m.calls_done = m.calls_done + n
+            if c == m.stage.calls:
                 finished = True
         if finished:  # after the loop: stage_done changes the members' stages
             done = [m for m in members if m.calls_done == m.stage.calls]

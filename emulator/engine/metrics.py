@@ -126,6 +126,14 @@ class Metrics:
         span = end_s - start_s
         res = self.resolution_s
         first, last = int(start_s / res), int(end_s / res)
+        if first == last == s.bin:  # the common case, inlined
+            s.b_busy += busy_s
+            s.b_flops += flops
+            s.b_bytes += moved
+            s.b_seq += span * seq_len
+            s.b_running += span * running
+            s.b_memory = max(s.b_memory, used_bytes)
+            return
         while s.bin < first:
             self._flush(s)
         if first == last or span <= 0:

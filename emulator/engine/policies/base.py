@@ -52,15 +52,19 @@ class BatchPolicy:
 
     def serve(self, device: Device):
         """The device's process."""
+        env = device.env
         while True:
-            self.take_queued(device)
-            plan = self.next_batch(device, device.env.now)
+            if device.queue:
+                self.take_queued(device)
+            plan = self.next_batch(device, env.now)
             if plan is None:
                 yield device.wait()
             elif isinstance(plan, float):
                 yield device.wait(plan)
             else:
-                yield from device.run_batch(plan)
+                seconds, started = device.begin(plan)
+                yield env.timeout(seconds)
+                device.end(plan, started)
 
     def take_queued(self, device: Device) -> None:
         for r in device.queue:

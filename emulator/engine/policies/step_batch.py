@@ -29,6 +29,7 @@ class StepBatch(BatchPolicy):
         super().__init__(params, device)
         self.running: dict = {}  # key -> [request], in order of joining
         self.size: dict = {}  # key -> per-call batch of its running requests
+        self.act: dict = {}  # key -> activation bytes of its running batch's call
         self.batches: dict = {}  # key -> the Batch of its running requests, while they stay the same
         self.turn = 0
 
@@ -38,8 +39,10 @@ class StepBatch(BatchPolicy):
             self.running[key].remove(r)
             self.size[key] -= r.stage.batch
             self.batches.pop(key, None)
-            if not self.running[key]:
-                del self.running[key], self.size[key]
+            if self.running[key]:
+                self.act[key] = device_activation(r.device, r.stage, self.size[key])
+            else:
+                del self.running[key], self.size[key], self.act[key]
 
     def next_batch(self, device, now):
         self.join(device)
@@ -57,8 +60,6 @@ class StepBatch(BatchPolicy):
             batch = self.batches[key] = Batch(list(members), members[0].stage, self.size[key])
         return batch
 
-    def activation(self, device, key, size: int) -> int:
-        return device.costs.at(self.running[key][0].stage, size).activation_bytes
 
     def join(self, device) -> None:
         """Admit waiting requests into running batches, oldest first, while room and memory allow."""
@@ -67,7 +68,7 @@ class StepBatch(BatchPolicy):
             if not heap or (members and len(members) >= self.params.max_batch):
                 continue
             # one call runs at a time: the largest activations of any running batch must fit too
-            others = max((self.activation(device, k, self.size[k]) for k in self.running if k != key), default=0)
+            others = max((a for k, a in self.act.items() if k != key), default=0)
             size = self.size.get(key, 0)
             while heap and len(members or ()) < self.params.max_batch:
                 r = heap[0][2]
@@ -82,3 +83,8 @@ class StepBatch(BatchPolicy):
                 self.batches.pop(key, None)
             if members:
                 self.size[key] = size
+                self.act[key] = device_activation(device, members[0].stage, size)
+
+
+def device_activation(device, stage, size: int) -> int:
+    return device.costs.at(stage, size).activation_bytes
