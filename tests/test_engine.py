@@ -175,3 +175,33 @@ def test_poisson_arrivals_come_at_their_rate(tmp_path):
     out = run(tmp_path, traffic, [{"policy": "static-batch", "max_batch": 16}], horizon_s=20.0)
     arrived = out["static-batch"]["requests"]["arrived"]
     assert abs(arrived - 400) < 4 * 20  # mean 400, standard deviation 20
+
+
+def test_the_trace_has_a_track_per_stream_and_memory_and_bandwidth_counters(tmp_path):
+    traffic = [{"name": "c", "workload": "stable-diffusion", "knobs": SD_SMALL,
+                "arrival": {"process": "fixed", "rate_per_s": 20.0}, "max_requests": 4}]
+    run(tmp_path, traffic, [{"policy": "pods", "pod_size": 2, "stagger": 0.5}])
+    events = json.loads((tmp_path / "pods" / "trace.json").read_text())["traceEvents"]
+    streams = {e["tid"] for e in events if e["ph"] == "X"}
+    counters = {e["name"] for e in events if e["ph"] == "C"}
+    assert streams == {0, 1} and counters == {"hbm_util_pct", "memory_GB"}
+    calls = sum(e["args"]["calls"] for e in events if e["ph"] == "X")
+    assert calls == 4 * (1 + 4 + 1)  # text encoder, 4 denoising steps, VAE decoder per request
+
+
+def test_staggered_pod_members_keep_their_offset_in_the_denoising_loop(tmp_path):
+    # Two requests arriving together: the second starts its UNet loop half a pass after the first.
+    traffic = [{"name": "c", "workload": "stable-diffusion", "knobs": {"image_size": 256, "steps": 8},
+                "arrival": {"process": "fixed", "rate_per_s": 1000.0}, "max_requests": 2}]
+    run(tmp_path, traffic, [{"policy": "pods", "pod_size": 2, "stagger": 0.5}])
+    events = json.loads((tmp_path / "pods" / "trace.json").read_text())["traceEvents"]
+    unet = {}
+    for e in events:
+        if e["ph"] == "X" and e["name"] == "unet":
+            unet.setdefault(e["tid"], []).append(e)
+    a, b = sorted(unet.values(), key=lambda calls: calls[0]["ts"])
+    pass_us = [e["dur"] for e in a]
+    # while both loop, B's calls start half of A's (equally slowed) call after A's
+    for ea, eb in zip(a[1:4], b[1:4]):
+        assert (eb["ts"] - ea["ts"]) / ea["dur"] == pytest.approx(0.5, abs=0.02)
+    assert len(pass_us) == len(b) == 8

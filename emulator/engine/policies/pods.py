@@ -28,6 +28,7 @@ from emulator.engine.concurrency import co_run
 from emulator.engine.policies.base import BatchPolicy
 
 NS = 1e9  # positions are memoized to the nanosecond
+MEMO_ENTRIES = 200_000  # bound on the memo (members joining at arbitrary phases make new keys)
 EPS_S = 1e-12
 
 
@@ -153,6 +154,8 @@ class Pods(BatchPolicy):
         key = tuple((id(m.segments), m.index, round(m.left_s * NS), round(m.wait_s * NS)) for m in self.members)
         found = self.memo.get(key)
         if found is None:
+            if len(self.memo) >= MEMO_ENTRIES:
+                self.memo.clear()
             found = self.memo[key] = co_run([(m.segments, m.index, m.left_s, m.wait_s) for m in self.members])
         wall_s, busy_s, alone_s, flops, moved, states, ended = found
         ended_members = [self.members[i] for i in ended]
