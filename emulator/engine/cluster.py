@@ -51,6 +51,7 @@ class Cluster:
             self.groups.append(devices)
         self.devices = [d for g in self.groups for d in g]
         self._rr = [0] * len(groups)
+        self._never_fits: dict[int, str | None] = {}
         for c in classes:
             for s in c.pipeline.stages:
                 if self.group_of(s.name) is None:
@@ -84,6 +85,12 @@ class Cluster:
         self.route(r)
 
     def never_fits(self, r: Request) -> str | None:
+        """Why r could not run even on an empty device (the same for every request of its class)."""
+        if r.cls.index not in self._never_fits:
+            self._never_fits[r.cls.index] = self._never_fits_reason(r)
+        return self._never_fits[r.cls.index]
+
+    def _never_fits_reason(self, r: Request) -> str | None:
         for s in r.cls.pipeline.stages:
             d = self.groups[self.group_of(s.name)][0]
             at = d.costs.at(s, s.batch)
@@ -116,19 +123,19 @@ class Cluster:
 
     def stage_done(self, r: Request, device: Device) -> None:
         """r finished its current stage on `device`: next stage here, elsewhere, or done."""
-        here = self.group_of(r.stage.name)
+        here = device.group
         finished = not r.next_stage()
-        if finished or self.group_of(r.stage.name) != here:
+        there = None if finished else self.group_of(r.stage.name)
+        if there != here:
             device.release(r)
             device.assigned -= 1
-            r.extra.pop(("resident", device.index), None)
         if finished:
             r.done_s = self.env.now
             r.device = None
             self.metrics.completed(r)
             if r.on_done is not None:
                 r.on_done.succeed()
-        elif self.group_of(r.stage.name) == here:
+        elif there == here:
             device.enqueue(r)
         else:
             self.route(r)

@@ -46,6 +46,7 @@ class Device:
         self.cluster = cluster
         self.policy = None
         self._wake: simpy.Event | None = None
+        self._resident: dict[tuple[int, int], int] = {}  # (class, group) -> resident bytes
 
     # -- queue --------------------------------------------------------------------------------
 
@@ -68,13 +69,12 @@ class Device:
         return self.weights_bytes + self.reserved_bytes + self.running_bytes
 
     def resident_need(self, r: Request) -> int:
-        """What request r keeps here while it lives here: the KV cache of its stages on this device."""
-        need = r.extra.get(("resident", self.index))
+        """What request r keeps here while it lives here: the KV cache of its stages in this group."""
+        key = (r.cls.index, self.group)
+        need = self._resident.get(key)
         if need is None:
-            need = 0
-            for stage in self.cluster.stages_in_group(r, self.group):
-                need = max(need, self.costs.at(stage, stage.batch).resident_bytes)
-            r.extra[("resident", self.index)] = need
+            stages = self.cluster.stages_in_group(r, self.group)
+            need = self._resident[key] = max(self.costs.at(s, s.batch).resident_bytes for s in stages)
         return need
 
     def fits(self, reserve_bytes: int, activation_bytes: int) -> bool:
@@ -98,7 +98,8 @@ class Device:
         if used > self.capacity_bytes:
             raise RuntimeError(f"device {self.index}: {used} bytes in use exceed its {self.capacity_bytes}: "
                                f"a policy formed a batch that does not fit")
-        self.peak_bytes = max(self.peak_bytes, used)
+        if used > self.peak_bytes:  # noqa: PLR1730 (hot path: cheaper than max())
+            self.peak_bytes = used
 
     # -- running --------------------------------------------------------------------------------
 
@@ -131,18 +132,8 @@ class Device:
         metrics = self.cluster.metrics
         metrics.work(self, start, now, flops, moved, now - start, used, batch.seq_len, len(members))
         metrics.call(self, start, now, batch.stage.name, members, fallback, n)
-        if not batch.started:  # a Batch is made anew whenever a request joins
-            batch.started = True
-            for m in members:
-                if m.first_start_s is None:
-                    m.first_start_s = start
-        finished = False
-        for m in members:
-            c = m.calls_done = m.calls_done + n
-            if c == m.stage.calls:
-                finished = True
-        if finished:  # after the loop: stage_done changes the members' stages
-            done = [m for m in members if m.calls_done == m.stage.calls]
+        done = self.policy.advance(batch, start)
+        if done:
             self.policy.ended(done)
             for m in done:
                 self.cluster.stage_done(m, self)

@@ -36,6 +36,21 @@ class BatchPolicy:
     def next_batch(self, device: Device, now: float) -> Batch | float | None:
         raise NotImplementedError
 
+    def advance(self, batch: Batch, start_s: float) -> list[Request]:
+        """Count the batch's calls as done by its members; return those whose stage has ended."""
+        members, n = batch.members, batch.calls
+        if not batch.started:  # a Batch is made anew whenever a request joins
+            batch.started = True
+            for m in members:
+                if m.first_start_s is None:
+                    m.first_start_s = start_s
+        finished = False
+        for m in members:
+            c = m.calls_done = m.calls_done + n
+            if c == m.stage.calls:
+                finished = True
+        return [m for m in members if m.calls_done == m.stage.calls] if finished else []
+
     def ended(self, members: list[Request]) -> None:
         """These members of the last batch finished their stage (they still hold it)."""
         self.changed = True

@@ -9,6 +9,11 @@ KV cache of its whole generation fits beside everyone else's (reserved at
 admission, so a running request is never evicted) and the largest call of any
 running batch still fits. Running batches take turns, one call each, so a new
 request's text encoder or prefill is not starved by a long denoising loop.
+
+Progress of a denoising batch is counted per batch, not per member: a key's
+calls are ticked, and a member's stage ends at the tick it joined plus the
+calls it had left, kept in a heap. A step then costs the same whether 2 or 64
+requests share it; decode batches count per member (their KV lengths matter).
 """
 
 from __future__ import annotations
@@ -31,21 +36,20 @@ class StepBatch(BatchPolicy):
         self.size: dict = {}  # key -> per-call batch of its running requests
         self.act: dict = {}  # key -> activation bytes of its running batch's call
         self.batches: dict = {}  # key -> the Batch of its running requests, while they stay the same
+        self.ticks: dict = {}  # key -> calls run so far
+        self.ends: dict = {}  # key -> heap of (tick at which the member's stage ends, id, member)
+        self.fresh: dict = {}  # key -> members that joined since its last call
         self.turn = 0
+        self.stale = True  # something arrived or left since join last ran: it may admit more
 
-    def ended(self, members) -> None:
-        for r in members:
-            key = self.key_of(r)
-            self.running[key].remove(r)
-            self.size[key] -= r.stage.batch
-            self.batches.pop(key, None)
-            if self.running[key]:
-                self.act[key] = device_activation(r.device, r.stage, self.size[key])
-            else:
-                del self.running[key], self.size[key], self.act[key]
+    def take_queued(self, device) -> None:
+        super().take_queued(device)
+        self.stale = True
 
     def next_batch(self, device, now):
-        self.join(device)
+        if self.stale:
+            self.stale = False
+            self.join(device)
         if not self.running:
             return None
         if len(self.running) == 1:
@@ -57,9 +61,38 @@ class StepBatch(BatchPolicy):
         batch = self.batches.get(key)
         if batch is None:
             members = self.running[key]
-            batch = self.batches[key] = Batch(list(members), members[0].stage, self.size[key])
+            batch = self.batches[key] = Batch(members, members[0].stage, self.size[key])
+            batch.key = key
         return batch
 
+    def advance(self, batch, start_s: float) -> list:
+        key = batch.key
+        if batch.stage.kv_growth:
+            return super().advance(batch, start_s)
+        for r in self.fresh.pop(key, ()):
+            if r.first_start_s is None:
+                r.first_start_s = start_s
+        tick = self.ticks[key] = self.ticks[key] + 1
+        ends, done = self.ends[key], []
+        while ends and ends[0][0] <= tick:
+            r = heapq.heappop(ends)[2]
+            r.calls_done = r.stage.calls
+            done.append(r)
+        return done
+
+    def ended(self, members) -> None:
+        self.stale = True  # room, and memory once they leave
+        for r in members:
+            key = self.key_of(r)
+            running = self.running[key]
+            running.remove(r)
+            self.size[key] -= r.stage.batch
+            self.batches.pop(key, None)
+            if running:
+                self.act[key] = activation(r.device, r.stage, self.size[key])
+            else:
+                for d in (self.running, self.size, self.act, self.ticks, self.ends, self.fresh):
+                    d.pop(key, None)
 
     def join(self, device) -> None:
         """Admit waiting requests into running batches, oldest first, while room and memory allow."""
@@ -72,19 +105,22 @@ class StepBatch(BatchPolicy):
             size = self.size.get(key, 0)
             while heap and len(members or ()) < self.params.max_batch:
                 r = heap[0][2]
-                need = device.costs.at(r.stage, size + r.stage.batch).activation_bytes
-                if not self.admit(device, r, max(others, need)):
+                if not self.admit(device, r, max(others, activation(device, r.stage, size + r.stage.batch))):
                     break
                 heapq.heappop(heap)
                 if members is None:
                     members = self.running[key] = []
+                    self.ticks[key], self.ends[key] = 0, []
                 members.append(r)
                 size += r.stage.batch
+                if not r.stage.kv_growth:
+                    heapq.heappush(self.ends[key], (self.ticks[key] + r.stage.calls - r.calls_done, r.id, r))
+                    self.fresh.setdefault(key, []).append(r)
                 self.batches.pop(key, None)
             if members:
                 self.size[key] = size
-                self.act[key] = device_activation(device, members[0].stage, size)
+                self.act[key] = activation(device, members[0].stage, size)
 
 
-def device_activation(device, stage, size: int) -> int:
+def activation(device, stage, size: int) -> int:
     return device.costs.at(stage, size).activation_bytes
