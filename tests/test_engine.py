@@ -205,3 +205,17 @@ def test_staggered_pod_members_keep_their_offset_in_the_denoising_loop(tmp_path)
     for ea, eb in zip(a[1:4], b[1:4]):
         assert (eb["ts"] - ea["ts"]) / ea["dur"] == pytest.approx(0.5, abs=0.02)
     assert len(pass_us) == len(b) == 8
+
+
+def test_bucket_affinity_dedicates_a_device_to_each_bucket(tmp_path):
+    traffic = [{"name": f"sd{s}", "workload": "stable-diffusion", "knobs": {"image_size": s, "steps": 2},
+                "arrival": {"process": "poisson", "rate_per_s": 4.0}, "max_requests": 8} for s in (256, 512)]
+    out = run(tmp_path, traffic, [{"name": "dedicated", "policy": "buckets", "edges": [1024],
+                                   "router": "bucket-affinity"}], cluster={"devices": 2})
+    assert out["dedicated"]["router"] == "bucket-affinity"
+    cls = {int(r["id"]): r["class"] for r in rows(tmp_path / "dedicated" / "requests.csv")}
+    devices = {}
+    for e in slices(tmp_path / "dedicated" / "trace.json"):
+        for i in e["args"]["requests"]:
+            devices.setdefault(cls[i], set()).add(e["pid"])
+    assert devices == {"sd256": {0}, "sd512": {1}}  # 256x256 has 1024 tokens: bucket 0; 512x512 4096: bucket 1

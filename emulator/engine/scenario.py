@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from emulator.engine.policies import POLICIES
-from emulator.engine.schema import fail, parse, type_name
+from emulator.engine.schema import convert, fail, parse, type_name
 from emulator.errors import UserError
 
 DEFAULT_DEVICE = "a100-sxm4-80gb"
@@ -49,10 +49,13 @@ class Group:
     device: str | None = None  # overrides the scenario's device
 
 
+Router = Literal["round-robin", "least-loaded", "bucket-affinity"]
+
+
 @dataclass(frozen=True)
 class Cluster:
     devices: int = field(default=1, metadata={"min": 1})  # when no groups are given: one group of this many
-    router: Literal["round-robin", "least-loaded", "bucket-affinity"] = "round-robin"
+    router: Router = "round-robin"
     groups: tuple[Group, ...] | None = None
 
 
@@ -68,6 +71,7 @@ class PolicySpec:
     name: str  # label in the outputs
     policy: str  # key of POLICIES
     params: Any  # the policy's Params dataclass
+    router: str | None = None  # overrides cluster.router for this policy (e.g. buckets on dedicated devices)
 
 
 @dataclass(frozen=True)
@@ -114,12 +118,13 @@ def parse_policies(items: Any) -> tuple[PolicySpec, ...]:
         if name in names:
             fail(f"{where}.name", f"{name!r} is used by another policy")
         names.add(name)
-        rest = {k: v for k, v in item.items() if k not in ("policy", "name")}
+        router = convert(Router | None, item.get("router"), f"{where}.router")
+        rest = {k: v for k, v in item.items() if k not in ("policy", "name", "router")}
         params = parse(POLICIES[kind].Params, rest, where)
         problem = params.problem() if hasattr(params, "problem") else None
         if problem:
             fail(where, problem)
-        specs.append(PolicySpec(name, kind, params))
+        specs.append(PolicySpec(name, kind, params, router))
     return tuple(specs)
 
 

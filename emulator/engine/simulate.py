@@ -64,7 +64,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
     klass = POLICIES[spec.policy]
     groups = [(g.name, g.devices, g.stages, ctx.costs[g.device or s.device].model) for g in s.groups]
     costs = {g.name: ctx.costs[g.device or s.device] for g in s.groups}
-    cluster = Cluster(env, groups, ctx.classes, costs, s.cluster.router,
+    cluster = Cluster(env, groups, ctx.classes, costs, spec.router or s.cluster.router,
                       lambda device: klass(spec.params, device), metrics)
     metrics.attach(cluster.devices)
     ids = itertools.count()
@@ -84,6 +84,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
         print(file=sys.stderr)
     summary = {
         "scenario": s.name, "policy": spec.name, "kind": spec.policy, "params": asdict(spec.params),
+        "router": spec.router or s.cluster.router,
         "device": s.device, "attention": s.attention, "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
         **metrics.summary(end_s),
     }
