@@ -115,23 +115,26 @@ class Device:
             calls = [at.step(c) for c in range(first, first + n)]
             cost = (sum(c.seconds for c in calls), sum(c.flops for c in calls), sum(c.bytes for c in calls),
                     sum(c.fallback_ops for c in calls))
+        elif n == 1:
+            cost = at.first
         else:
-            one = at.step(0)
-            cost = (one.seconds * n, one.flops * n, one.bytes * n, one.fallback_ops * n)
+            one = at.first
+            cost = (one[0] * n, one[1] * n, one[2] * n, one[3] * n)
         self.running_bytes += at.activation_bytes
-        self._check()
-        return cost[0], (cost, self.used_bytes, self.env.now)
+        used = self.weights_bytes + self.reserved_bytes + self.running_bytes
+        if used > self.peak_bytes:
+            self._check()
+        return cost[0], (cost, used, self.env.now)
 
     def end(self, batch: Batch, started) -> None:
         """The calls of `batch` ended: record them and advance its members."""
         (_seconds, flops, moved, fallback), used, start = started
         now = self.env.now
         members = batch.members
-        n = batch.calls
         self.running_bytes -= batch.at.activation_bytes
         metrics = self.cluster.metrics
         metrics.work(self, start, now, flops, moved, now - start, used, batch.seq_len, len(members))
-        metrics.call(self, start, now, batch.stage.name, members, fallback, n)
+        metrics.call(self, start, now, batch.stage.name, members, fallback, batch.calls)
         done = self.policy.advance(batch, start)
         if done:
             self.policy.ended(done)

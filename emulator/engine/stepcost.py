@@ -45,6 +45,8 @@ class StageAtBatch:
         # Peak of the last call: baseline similarity matrices grow with the KV length.
         self.activation_bytes = stage.graph(batch, stage.calls - 1).peak_activation_bytes(attention)
         self.resident_bytes = stage.final_kv_cache_bytes(batch) if stage.kv_growth else 0
+        one = self.step(0)
+        self.first = (one.seconds, one.flops, one.bytes, one.fallback_ops)  # the engine's hot path reads this
 
     def _kv_advance(self, call: int) -> int:
         return call * self.stage.kv_growth
