@@ -1,1 +1,21 @@
-"""Reproductions of the characterization study and design-space studies, one module per figure or study."""
+"""Reproductions of the characterization study, one module per figure or study.
+
+`EXPERIMENTS` is the one dict from name to module; each module has `NAME`,
+`TITLE` and `run(device, out) -> Result`. `python -m experiments all` runs them
+in this order and writes `report.md`.
+"""
+
+from experiments import (
+    breakdown,
+    fsdp_training,
+    image_size,
+    memory,
+    prefill_decode,
+    roofline,
+    seqlen,
+    taxonomy,
+    temporal,
+)
+
+EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
+                                   temporal, fsdp_training)}
