@@ -12,7 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from emulator.ops import CATEGORIES
-from experiments.common import ATTENTIONS, Result, markdown_table, model, pyplot, request_time, save, write_csv
+from experiments.common import (
+    ATTENTIONS,
+    Result,
+    markdown_table,
+    model,
+    pyplot,
+    request_time,
+    save,
+    write_csv,
+)
 from workloads import WORKLOADS, build
 
 NAME = "breakdown"

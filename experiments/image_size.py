@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.common import ATTENTIONS, Result, model, pyplot, request_time, save, write_csv
+from experiments.common import (
+    ATTENTIONS,
+    Result,
+    model,
+    pyplot,
+    request_time,
+    save,
+    write_csv,
+)
 from workloads import build
 
 NAME = "image-size"
@@ -47,7 +55,7 @@ def run(device: str, out: Path) -> Result:
 
     base, flash = crossover("baseline"), crossover("flash")
     big = [r for r in rows if r["image_size"] == SIZES[-1]]
-    say = lambda s: f"from {s}x{s}" if s else "at no size up to 1024x1024"  # noqa: E731
+    say = lambda s: f"from {s}x{s}" if s else "at no size up to 1024x1024"
     finding = (f"With baseline attention, attention takes longer than convolution {say(base)}; with flash "
                f"{say(flash)}; at 1024x1024 attention is "
                + " and ".join(f"{100 * r['attention_share']:.0f}% ({r['attention']})" for r in big)

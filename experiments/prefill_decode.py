@@ -24,7 +24,7 @@ NAME = "prefill-decode"
 TITLE = "Flash attention speedup by query and key length"
 COLUMNS = ("q_len", "kv_len", "baseline_s", "flash_s", "speedup")
 CALL_COLUMNS = ("workload", "stage", "variant", "q_len", "kv_len", "count")
-Q_LENS = tuple(2 ** i for i in range(0, 15))  # 1 .. 16384
+Q_LENS = tuple(2 ** i for i in range(15))  # 1 .. 16384
 KV_LENS = tuple(2 ** i for i in range(6, 15))  # 64 .. 16384
 HEADS, HEAD_DIM = 16, 64
 

@@ -10,10 +10,10 @@ from experiments.common import Result
 
 
 def write_report(results: list[Result], device: str, out: Path, seconds: float) -> Path:
-    lines = [f"# The characterization study, emulated on {device}", "",
-             "Every number below comes from the emulator's graphs and cost models "
+    intro = ("Every number below comes from the emulator's graphs and cost models "
              f"(`python -m experiments all --device {device}`, {seconds:.0f} s). Each section is one experiment: "
-             "its figures, its CSVs, and one sentence computed from its numbers.", ""]
+             "its figures, its CSVs, and one sentence computed from its numbers.")
+    lines = [f"# The characterization study, emulated on {device}", "", intro, ""]
     for r in results:
         lines += [f"## {r.title} (`{r.name}`)", ""]
         lines += [f"![{r.name}]({p.name})" for p in r.pngs] + [""]

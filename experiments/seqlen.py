@@ -10,6 +10,7 @@ to 1024 pixels.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -80,8 +81,10 @@ def run(device: str, out: Path) -> Result:
     lengths = sorted({r["q_len"] for r in sd})
     q = [r["q_len"] for r in sd]
     low = q.index(min(q))
-    shape = ("falling to the middle of the pass and rising again" if all(a >= b for a, b in zip(q[:low], q[1:low + 1]))
-             and all(a <= b for a, b in zip(q[low:], q[low + 1:])) else "not monotone on either side of its minimum")
+    falling = all(a >= b for a, b in itertools.pairwise(q[:low + 1]))
+    rising = all(a <= b for a, b in itertools.pairwise(q[low:]))
+    shape = ("falling to the middle of the pass and rising again" if falling and rising
+             else "not monotone on either side of its minimum")
     sizes = {size: len({r["q_len"] for r in hist if r["image_size"] == size}) for size in SD_SIZES}
     finding = (f"One SD UNet pass at 512x512 makes {len(sd)} attention calls whose query lengths take only "
                f"{len(lengths)} values ({', '.join(map(str, lengths))}), {shape}; at every output size from "

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emulator.devices import device as catalog_device
-from experiments.common import Result, markdown_table, model, pyplot, request_time, save, write_csv
+from experiments.common import (
+    Result,
+    markdown_table,
+    model,
+    pyplot,
+    request_time,
+    save,
+    write_csv,
+)
 from workloads import WORKLOADS, build
 
 NAME = "taxonomy"

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from emulator.ops import Op
 from emulator.shapes import Attention
-from experiments.common import ATTENTIONS, Result, markdown_table, model, pyplot, save, write_csv
+from experiments.common import (
+    ATTENTIONS,
+    Result,
+    markdown_table,
+    model,
+    pyplot,
+    save,
+    write_csv,
+)
 from workloads import build
 
 NAME = "temporal"

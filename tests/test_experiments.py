@@ -5,7 +5,15 @@ import math
 
 import pytest
 
-from experiments import EXPERIMENTS, breakdown, fsdp_training, memory, prefill_decode, seqlen, temporal
+from experiments import (
+    EXPERIMENTS,
+    breakdown,
+    fsdp_training,
+    memory,
+    prefill_decode,
+    seqlen,
+    temporal,
+)
 from experiments.__main__ import main
 from workloads import build
 
@@ -26,7 +34,7 @@ def out(tmp_path_factory):
 
 def test_all_writes_every_csv_png_and_a_report_that_links_them(out):
     report = (out / "report.md").read_text()
-    for name, module in EXPERIMENTS.items():
+    for name in EXPERIMENTS:
         assert (out / f"{name}.csv").is_file() and (out / f"{name}.png").is_file(), name
         assert f"`{name}`" in report and f"]({name}.png)" in report
         assert rows(out / f"{name}.csv"), name
