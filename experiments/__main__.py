@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=DEFAULT_DEVICE,
                    help=f"catalog device (its shipped profile) or a profile file; default {DEFAULT_DEVICE}")
     p.add_argument("--out", help="output directory (default results/experiments/)")
+    p.add_argument("--batch", type=int, nargs="+", help="batch sizes of the roofline experiment (default 1 4 16)")
     try:
         args = p.parse_args(argv)
         if args.name == "list":
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
             results = run_all(EXPERIMENTS, args.device, out)
             print(f"{len(results)} experiments; report in {out / 'report.md'}")
+        elif args.name == "roofline" and args.batch:
+            if min(args.batch) < 1:
+                raise UserError("--batch must be positive integers")
+            results = [EXPERIMENTS["roofline"].run(args.device, out, tuple(args.batch))]
         else:
             results = [EXPERIMENTS[args.name].run(args.device, out)]
         for r in results:
