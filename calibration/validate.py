@@ -20,13 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SD_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, cross_attention_dim=768,
-               block_out_channels=(320, 640, 1280, 1280), attention_head_dim=8, norm_num_groups=32,
-               down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-               up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
-              block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-              up_block_types=("UpDecoderBlock2D",) * 4)
+from workloads.modules import (  # the configs the suite is built from
+    LLAMA2_7B,
+    SD_UNET,
+    SD_VAE,
+)
 
 
 @dataclass
@@ -97,9 +95,7 @@ def _llama(case: Case, device: str, dtype, layers: int | None):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers or 32,
-                         num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
-                         max_position_embeddings=4096)
+    config = LlamaConfig(**{**LLAMA2_7B, "num_hidden_layers": layers or LLAMA2_7B["num_hidden_layers"]})
     config._attn_implementation = "sdpa" if case.attention == "flash" else "eager"
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # build the weights in half precision directly (13.5 GB, not 27)

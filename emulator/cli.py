@@ -30,14 +30,43 @@ def cmd_list(args) -> None:
         print(f"{w.name:{width}s}  {w.klass:{klass}s}  {w.description}")
 
 
+def module_pipeline(args):
+    """A one-stage Pipeline of a real PyTorch model lowered on fake tensors (`--module`, `--config`)."""
+    from emulator.pipeline import Pipeline, Stage
+    from workloads.modules import load_config, module_graph
+
+    if args.workload:
+        raise UserError("give a workload or --module, not both")
+    if not args.config:
+        raise UserError("--module needs --config PRESET|FILE.json")
+    knobs = [k for k in ("image_size", "frames", "steps", "prompt_tokens", "output_tokens", "guidance", "dtype")
+             if getattr(args, k) is not None]
+    if knobs:
+        raise UserError(f"--module takes --batch but not --{knobs[0].replace('_', '-')}")
+    load_config(args.module, args.config)  # a bad preset or file fails before torch is imported
+    batch = args.batch or 1
+    if batch < 1:
+        raise UserError(f"--batch must be a positive integer, got {batch}")
+    name = args.module.split(":")[-1]
+    stage = Stage(name, f"{args.module} from {args.config}, lowered on fake tensors",
+                  lambda b: module_graph(args.module, args.config, b), 1, batch)
+    return Pipeline(args.module, {"config": args.config, "batch": batch}, (stage,))
+
+
 def cmd_describe(args) -> None:
     from emulator.cost import cost_model
     from emulator.describe import format_text, report
-    from workloads import build
 
-    knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
-                                           "output_tokens", "guidance", "dtype")}
-    pipeline = build(args.workload, **knobs)
+    if args.module:
+        pipeline = module_pipeline(args)
+    elif not args.workload:
+        raise UserError("describe needs a WORKLOAD (see `list`) or --module SPEC --config PRESET|FILE")
+    else:
+        from workloads import build
+
+        knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
+                                               "output_tokens", "guidance", "dtype")}
+        pipeline = build(args.workload, **knobs)
     r = report(pipeline, cost_model(args.device, args.attention, args.roofline))
     print(json.dumps(r, indent=2) if args.json else format_text(r))
 
@@ -62,7 +91,12 @@ def parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("list", help="the workloads of the suite").set_defaults(run=cmd_list)
     d = sub.add_parser("describe", help="FLOPs, bytes, parameters and attention shapes of one request")
-    d.add_argument("workload")
+    d.add_argument("workload", nargs="?", help="a workload of the suite (see `list`)")
+    d.add_argument("--module", help="instead of a workload, a real model: diffusers:UNet2DConditionModel, "
+                   "diffusers:AutoencoderKL, transformers:CLIPTextModel, transformers:LlamaForCausalLM "
+                   "(needs torch and diffusers/transformers)")
+    d.add_argument("--config", help="with --module: a preset (sd-v1.5-unet, sd-vae-decoder, clip-vit-l14-text, "
+                   "llama2-7b) or a JSON file of constructor keywords")
     d.add_argument("--batch", type=int, help="images, videos or sequences per request")
     d.add_argument("--image-size", type=int, help="output side in pixels")
     d.add_argument("--frames", type=int, help="video frames")

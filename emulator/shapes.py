@@ -34,7 +34,10 @@ ELEMENTWISE_FLOPS_PER_ELEMENT = {
     "geglu": 9,  # gelu(gate) * x
     "swiglu": 5,  # silu(gate) * x
     "rope": 3,  # x * cos + rotate(x) * sin
-    "copy": 0,  # layout change (rearrange to a contiguous tensor)
+    "copy": 0,  # layout change (rearrange to a contiguous tensor), dtype cast, concatenation
+    "unary": 1,  # one arithmetic op per element (exp, rsqrt, pow, ...), as lowered from aten
+    "sigmoid": 3,  # exp, add, divide
+    "reduce": 1,  # a sum or mean over the input's elements
     "timestep": 4,  # sinusoidal timestep features
 }
 
