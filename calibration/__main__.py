@@ -38,9 +38,10 @@ def parser() -> Parser:
     d.add_argument("--out-dir", type=Path, default=Path(__file__).with_name("profiles"))
     v = sub.add_parser("validate", help="time real PyTorch models and compare with the emulator")
     v.add_argument("--device", choices=("cpu", "cuda"), required=True)
-    v.add_argument("--profile", help="profile file or catalog device to predict with")
-    v.add_argument("--out", type=Path, required=True, help="CSV to write")
-    v.add_argument("--small", action="store_true", help="tiny models (a smoke test of the code paths)")
+    v.add_argument("--profile", required=True, help="profile file or catalog device to predict with")
+    v.add_argument("--out", type=Path, required=True, help="CSV to write (a directory: validation.csv in it)")
+    v.add_argument("--models", nargs="+", help="some of: sd-unet sd-vae-decoder unet3d llama2-7b-prefill "
+                   "llama2-7b-decode (default all)")
     c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
     c.add_argument("--out", type=Path, required=True, help="CSV to write")
     return p
@@ -68,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 report(args.profile, args.seed)
         elif args.command == "validate":
-            from calibration.validate import validate
+            from calibration.validate import MODELS, validate
 
-            validate(args.device, args.profile, args.out, args.small)
+            models = tuple(args.models or MODELS)
+            unknown = set(models) - set(MODELS)
+            if unknown:
+                raise UserError(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODELS)}")
+            out = args.out / "validation.csv" if args.out.is_dir() or not args.out.suffix else args.out
+            validate(args.device, args.profile, out, models)
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 

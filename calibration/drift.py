@@ -90,3 +90,24 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
 def memory_correction(w: float, memory_now_s: float, memory_run_s: float) -> float:
     """Factor taking a time measured at the memory reference's current speed to its typical speed."""
     return math.exp((1 - w) * math.log(memory_run_s / memory_now_s))
+
+
+def normalized_cpu_time(fn, reference: DriftReference, compute_s: float, memory_s: float, w: float,
+                        warmup: int = 2, repeats: int = 7) -> float:
+    """Median time of fn, each sample taken to the speed a profile was normalized to.
+
+    compute_s and memory_s are the profile's reference timings (its `drift_reference`); w is the
+    compute share of fn's work. Used to compare a whole model's time with a CPU profile's prediction.
+    """
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        compute_now = statistics.median(reference.compute_once() for _ in range(5))
+        memory_before = reference.memory()
+        t = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - t
+        memory_now = math.sqrt(memory_before * reference.memory())
+        samples.append(elapsed * (compute_s / compute_now) ** w * memory_correction(w, memory_now, memory_s))
+    return statistics.median(samples)

@@ -149,7 +149,8 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
                 if reference:
                     entry.update(memory_reference_s=math.sqrt(before * reference.memory()),
                                  compute_drift=statistics.median(clock.ratios),
-                                 compute_share=clock.compute_share)
+                                 compute_share=clock.compute_share,
+                                 compute_reference_s=clock.baseline_s)
             except (RuntimeError, ValueError, TypeError) as e:  # out of memory, or a shape torch refuses
                 entry["error"] = str(e).splitlines()[0][:200]
             finally:
@@ -199,6 +200,8 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
     references = [e["memory_reference_s"] for e in done.values() if isinstance(e, dict)
                   and "memory_reference_s" in e]
     typical = statistics.median(references) if references else None
+    compute_refs = [e["compute_reference_s"] for e in done.values() if isinstance(e, dict)
+                    and "compute_reference_s" in e]
     for entries in measurements.values():
         for e in entries:
             if typical and "memory_reference_s" in e and "drift_factor" not in e:
@@ -254,6 +257,10 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
                                  "share); see calibration/drift.py") if typical else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
+        # the speed the kernel times are normalized to, so that later timings on this machine
+        # (calibration validate) can be normalized the same way
+        **({"drift_reference": {"compute_s": statistics.median(compute_refs), "memory_s": typical}}
+           if compute_refs and typical else {}),
         "host": {**done["host"], "included_in_kernel_times": device == "cpu"},
         "kinds": kinds,
         "skipped": [{"kind": k, "shape": shape_to_json(s), "reason": r} for k, s, r in skipped] + failed,

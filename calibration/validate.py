@@ -1,14 +1,21 @@
 """`python -m calibration validate`: time real PyTorch models and compare with the emulator's prediction.
 
-Each case builds a real model with random weights (diffusers' UNet2DConditionModel
-and AutoencoderKL with the SD v1.5 configs; transformers' LlamaForCausalLM with
-the LLaMA-2-7B config, or fewer layers with `--small`), times its forward pass
-with CUDA events (device view of the whole call: kernels plus the gaps where
-the GPU waits for the host) or perf_counter on a CPU, and costs the matching
-emulator stage with the given profile. Attention: 'flash' runs PyTorch SDPA
-(diffusers' AttnProcessor2_0, transformers' "sdpa"), 'baseline' the unfused
-matmul-softmax-matmul (diffusers' AttnProcessor, transformers' "eager").
-Writes one CSV row per case.
+Each case builds a real model with random weights from its config
+(`workloads.modules`: diffusers' UNet2DConditionModel and AutoencoderKL with the
+SD v1.5 configs, UNet3DConditionModel with its default text-to-video config,
+transformers' LlamaForCausalLM with the LLaMA-2-7B config), at full size on a
+GPU and reduced (resolution, frames, batch, depth: stated per case) on a CPU.
+It times the forward call (CUDA events around the whole call on a GPU,
+perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU whose profile
+records the reference speed it was normalized to, each sample is taken to that
+speed by the drift references of `calibration.drift`, since a shared machine's
+speed drifts by tens of percent between the calibration and now), measures the time per
+operator category with the PyTorch profiler (`calibration.categories`), lowers
+the same module with the frontend (`workloads.frontend`) and costs that graph
+with the profile. Attention 'flash' runs PyTorch SDPA (diffusers'
+AttnProcessor2_0, transformers' "sdpa"), 'baseline' the unfused
+matmul-softmax-matmul (AttnProcessor, "eager"); the lowering sees whichever
+runs. Writes one CSV row per case and prints the table.
 """
 
 from __future__ import annotations
@@ -20,11 +27,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.ops import CATEGORIES
 from workloads.modules import (  # the configs the suite is built from
     LLAMA2_7B,
     SD_UNET,
     SD_VAE,
 )
+
+UNET3D = {"sample_size": 32, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+              "block_out_channels": (320, 640, 1280, 1280), "cross_attention_dim": 1024, "attention_head_dim": 64,
+              "norm_num_groups": 32}  # diffusers' defaults: a ModelScope-class text-to-video UNet
+MODELS = ("sd-unet", "sd-vae-decoder", "unet3d", "llama2-7b-prefill", "llama2-7b-decode")
 
 
 @dataclass
@@ -33,19 +46,27 @@ class Case:
     batch: int
     size: int  # image side, or tokens
     attention: str
+    frames: int = 0
+    layers: int = 0  # LLM depth (0: the full 32)
+
+    @property
+    def label(self) -> str:
+        parts = [self.name, f"b{self.batch}", f"{self.size}"]
+        parts += [f"f{self.frames}"] if self.frames else []
+        parts += [f"{self.layers}L"] if self.layers else []
+        return "-".join(parts)
 
 
-def default_cases(small: bool) -> list[Case]:
-    cases = []
-    for attention in ("flash", "baseline"):
-        cases += [Case("sd-unet", 1, 64, attention), Case("sd-unet", 2, 512, attention),
-                  Case("sd-unet", 8, 512, attention), Case("sd-unet", 16, 512, attention),
-                  Case("sd-vae-decoder", 1, 512, attention)]
-        cases += [Case("llama2-7b-prefill", 1, 128, attention), Case("llama2-7b-prefill", 1, 2048, attention),
-                  Case("llama2-7b-decode", 1, 2048, attention)]
-    if small:
-        cases = [Case(c.name, 1, 64 if c.name.startswith("sd") else 32, c.attention) for c in cases[:6]]
-    return cases
+def default_cases(device: str, models: tuple[str, ...] = MODELS) -> list[Case]:
+    if device == "cuda":  # full size, fp16
+        sizes = [Case("sd-unet", 2, 512, ""), Case("sd-unet", 8, 512, ""), Case("sd-vae-decoder", 1, 512, ""),
+                 Case("unet3d", 1, 256, "", frames=16), Case("llama2-7b-prefill", 1, 128, ""),
+                 Case("llama2-7b-prefill", 1, 2048, ""), Case("llama2-7b-decode", 1, 2048, "")]
+    else:  # a 2-core CPU in fp32: lower resolution, fewer frames, fewer LLM layers
+        sizes = [Case("sd-unet", 1, 256, ""), Case("sd-vae-decoder", 1, 128, ""), Case("unet3d", 1, 128, "", frames=4),
+                 Case("llama2-7b-prefill", 1, 128, "", layers=2), Case("llama2-7b-decode", 1, 512, "", layers=2)]
+    return [Case(c.name, c.batch, c.size, a, c.frames, c.layers) for a in ("flash", "baseline") for c in sizes
+            if c.name in models]
 
 
 def time_call(fn, device: str, warmup: int = 3, repeats: int = 10) -> float:
@@ -70,35 +91,46 @@ def time_call(fn, device: str, warmup: int = 3, repeats: int = 10) -> float:
     return statistics.median(samples)
 
 
-def _sd(case: Case, device: str, dtype, layers: int | None):
+def build(case: Case, device: str, dtype):
+    """(module, inputs, kwargs, a call of it, a setup to run before each lowering) for one case."""
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    if case.name.startswith("llama"):
+        return _llama(case, device, dtype)
+    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet3DConditionModel
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    latent = case.size // 8
+    from workloads.modules import VaeDecode
+
     processor = AttnProcessor2_0() if case.attention == "flash" else AttnProcessor()
+    latent = case.size // 8
     with torch.device(device):
         if case.name == "sd-unet":
             model = UNet2DConditionModel(**SD_UNET).to(dtype).eval()
-            x = torch.randn(case.batch, 4, latent, latent, dtype=dtype)
-            t = torch.tensor([500] * case.batch)
-            text = torch.randn(case.batch, 77, 768, dtype=dtype)
+            inputs = (torch.randn(case.batch, 4, latent, latent, dtype=dtype), torch.tensor([500] * case.batch),
+                      torch.randn(case.batch, 77, 768, dtype=dtype))
+        elif case.name == "unet3d":
+            model = UNet3DConditionModel(**UNET3D).to(dtype).eval()
+            inputs = (torch.randn(case.batch, 4, case.frames, latent, latent, dtype=dtype),
+                      torch.tensor([500] * case.batch), torch.randn(case.batch, 77, 1024, dtype=dtype))
+        else:
+            vae = AutoencoderKL(**SD_VAE).to(dtype).eval()
+            vae.set_attn_processor(processor)
+            model = VaeDecode(vae)
+            inputs = (torch.randn(case.batch, 4, latent, latent, dtype=dtype),)
+        if case.name != "sd-vae-decoder":
             model.set_attn_processor(processor)
-            return lambda: model(x, t, text)
-        vae = AutoencoderKL(**SD_VAE).to(dtype).eval()
-        vae.set_attn_processor(processor)
-        z = torch.randn(case.batch, 4, latent, latent, dtype=dtype)
-        return lambda: vae.decode(z)
+    return model, inputs, {}, lambda: model(*inputs), None
 
 
-def _llama(case: Case, device: str, dtype, layers: int | None):
+def _llama(case: Case, device: str, dtype):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**{**LLAMA2_7B, "num_hidden_layers": layers or LLAMA2_7B["num_hidden_layers"]})
+    config = LlamaConfig(**{**LLAMA2_7B, "num_hidden_layers": case.layers or LLAMA2_7B["num_hidden_layers"]})
     config._attn_implementation = "sdpa" if case.attention == "flash" else "eager"
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # build the weights in half precision directly (13.5 GB, not 27)
+    torch.set_default_dtype(dtype)  # build the weights in the working precision directly (13.5 GB, not 27)
     try:
         with torch.device(device):
             model = LlamaForCausalLM(config).eval()
@@ -106,74 +138,97 @@ def _llama(case: Case, device: str, dtype, layers: int | None):
         torch.set_default_dtype(previous)
     ids = torch.randint(0, 32000, (case.batch, case.size), device=device)
     if case.name == "llama2-7b-prefill":
-        return lambda: model(ids, logits_to_keep=1, use_cache=False)
-    from transformers import DynamicCache
-
-    # Decode one token against a cache holding size - 1 positions; the cache is cut back after each step.
+        kwargs = {"logits_to_keep": 1, "use_cache": False}
+        return model, (ids,), kwargs, lambda: model(ids, **kwargs), None
+    # Decode one token against a cache of size - 1 positions; the cache is cut back after each step.
     cache = DynamicCache(config=config)
     with torch.no_grad():
         model(ids[:, : case.size - 1], past_key_values=cache, use_cache=True)
     token = ids[:, -1:]
+    kwargs = {"past_key_values": cache, "use_cache": True, "logits_to_keep": 1}
 
     def step():
-        out = model(token, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(token, **kwargs)
         cache.crop(-1)  # drop the token just added
         return out
 
-    return step
+    return model, (token,), kwargs, step, lambda: cache.crop(case.size - 1)
 
 
-def emulator_stage(case: Case, layers: int | None):
-    import workloads
+def compute_share_of(graph, cost) -> float:
+    """The compute part of a graph's kernel time: per-op roofline compute shares weighted by op time."""
+    from calibration.drift import compute_share
+    from emulator.cost.kernels import kernel_kind
 
-    if case.name == "sd-unet":
-        return workloads.build("stable-diffusion", batch=case.batch, image_size=case.size, guidance=False,
-                               dtype="fp16").stage("unet")
-    if case.name == "sd-vae-decoder":
-        return workloads.build("stable-diffusion", batch=case.batch, image_size=case.size, guidance=False,
-                               dtype="fp16").stage("vae_decoder")
-    if case.name == "llama2-7b-prefill":
-        return workloads.build("llama2-7b", batch=case.batch, prompt_tokens=case.size, output_tokens=1,
-                               dtype="fp16").stage("prefill")
-    return workloads.build("llama2-7b", batch=case.batch, prompt_tokens=case.size - 1, output_tokens=2,
-                           dtype="fp16").stage("decode")
+    times = [(cost.op_time(op), op) for op in graph.ops]
+    total = sum(t for t, _ in times) or 1.0
+    return sum(t * compute_share(kernel_kind(op, cost.attention), op.shape, op.dtype, cost.device)
+               for t, op in times) / total
 
 
-def validate(device: str, profile_path: str | None, out: Path, small: bool = False, layers: int | None = None):
+def predict(module, inputs, kwargs, cost, reset):
+    from emulator.cost.timeline import GraphCoster
+    from workloads.frontend import lower_module
+
+    graph = lower_module(module, *inputs, **kwargs)
+    if reset:
+        reset()
+    return GraphCoster(graph, cost, cost.device.synchronous).call(), graph
+
+
+def shares(seconds: dict[str, float]) -> dict[str, float]:
+    total = sum(seconds.values()) or 1.0
+    return {c: seconds.get(c, 0.0) / total for c in CATEGORIES}
+
+
+FIELDS = ["case", "model", "batch", "size", "frames", "layers", "attention", "measured_s", "predicted_s", "error",
+          "max_share_diff_points", "graph_ops", "fallback_ops", "normalized", "failure"] + \
+         [f"share_measured_{c}" for c in CATEGORIES] + [f"share_predicted_{c}" for c in CATEGORIES]
+
+
+def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MODELS) -> list[dict]:
     import torch
 
-    from emulator.cost import Profile, cost_model, stage_time
+    from calibration.categories import measured_categories
+    from emulator.cost import cost_model
 
     dtype = torch.float16 if device == "cuda" else torch.float32
-    if small:
-        layers = layers or 2
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    fields = ["case", "batch", "size", "attention", "layers", "measured_ms", "predicted_ms",
-              "predicted_device_busy_ms", "error", "fallback_ops", "failure"]
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
-        for case in default_cases(small):
-            row = {"case": case.name, "batch": case.batch, "size": case.size, "attention": case.attention,
-                   "layers": layers or ""}
+        for case in default_cases(device, models):
+            row = {"case": case.label, "model": case.name, "batch": case.batch, "size": case.size,
+                   "frames": case.frames or "", "layers": case.layers or "", "attention": case.attention}
+            fn = None
             try:
-                build = _sd if case.name.startswith("sd") else _llama
                 with torch.no_grad():
-                    fn = build(case, device, dtype, layers)
-                    measured = time_call(fn, device)
-                row["measured_ms"] = round(measured * 1e3, 4)
-                if profile_path and not small:
-                    model = Profile.from_file(profile_path, case.attention) if profile_path.endswith(".json") \
-                        else cost_model(profile_path, case.attention)
-                    first, _ = stage_time(emulator_stage(case, layers), model)
-                    row.update(predicted_ms=round(first.seconds * 1e3, 4),
-                               predicted_device_busy_ms=round(first.device_s * 1e3, 4),
-                               error=round((first.seconds - measured) / measured, 4),
-                               fallback_ops=first.fallback_ops)
-            except Exception as e:  # keep going: one failing case must not lose the others
+                    module, inputs, kwargs, fn, reset = build(case, device, dtype)
+                    cost = cost_model(profile, case.attention)
+                    predicted, graph = predict(module, inputs, kwargs, cost, reset)
+                    speed = getattr(cost, "data", {}).get("drift_reference")
+                    if device == "cpu" and speed:  # time it at the speed the profile was normalized to
+                        from calibration.drift import (
+                            DriftReference,
+                            normalized_cpu_time,
+                        )
+
+                        w = compute_share_of(graph, cost)
+                        measured = normalized_cpu_time(fn, DriftReference(), speed["compute_s"], speed["memory_s"], w)
+                        row["normalized"] = f"to the profile's reference speed, compute share {w:.2f}"
+                    else:
+                        measured = time_call(fn, device)
+                    categories = measured_categories(fn, device)
+                m, p = shares(categories), shares(predicted.by_category_s)
+                row.update(measured_s=measured, predicted_s=predicted.seconds,
+                           error=(predicted.seconds - measured) / measured,
+                           max_share_diff_points=100 * max(abs(m[c] - p[c]) for c in CATEGORIES),
+                           graph_ops=len(graph.ops), fallback_ops=predicted.fallback_ops,
+                           **{f"share_measured_{c}": m[c] for c in CATEGORIES},
+                           **{f"share_predicted_{c}": p[c] for c in CATEGORIES})
+            except Exception as e:  # noqa: BLE001 (one failing case must not lose the others)
                 row["failure"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
-                if device == "cuda" and "device-side assert" in str(e):
-                    raise
             finally:
                 fn = None
                 if device == "cuda":
@@ -181,5 +236,18 @@ def validate(device: str, profile_path: str | None, out: Path, small: bool = Fal
             rows.append(row)
             writer.writerow(row)
             f.flush()
-            print(row, file=sys.stderr, flush=True)
+            print(line(row), file=sys.stderr, flush=True)
+    print(table(rows))
     return rows
+
+
+def line(row: dict) -> str:
+    if row.get("failure"):
+        return f"{row['case']:28s} {row['attention']:8s} failed: {row['failure']}"
+    return (f"{row['case']:28s} {row['attention']:8s} {row['measured_s']:10.4f} {row['predicted_s']:10.4f} "
+            f"{100 * row['error']:+7.1f}% {row['max_share_diff_points']:6.1f}")
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'case':28s} {'attention':8s} {'measured s':>10s} {'predicted':>10s} {'error':>8s} {'share pts':>6s}"
+    return "\n".join([head, "-" * len(head)] + [line(r) for r in rows])

@@ -1,0 +1,52 @@
+"""The validation runner's parts on a tiny model: profiler categories, lowering-based prediction."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calibration.categories import category_of, measured_categories  # noqa: E402
+from calibration.validate import FIELDS, compute_share_of, default_cases, predict, shares  # noqa: E402
+from emulator.cost import cost_model  # noqa: E402
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(8, 16, 3, padding=1)
+        self.norm = torch.nn.GroupNorm(4, 16)
+        self.proj = torch.nn.Linear(16, 32)
+
+    def forward(self, x):  # [B, 8, 16, 16] -> [B, 256, 32]
+        h = torch.nn.functional.silu(self.norm(self.conv(x)))
+        return self.proj(h.flatten(2).transpose(1, 2))
+
+
+def test_aten_ops_fall_in_the_frontends_categories():
+    assert category_of("aten::conv2d") == "Convolution"
+    assert category_of("aten::linear") == category_of("aten::bmm") == "Linear"
+    assert category_of("aten::scaled_dot_product_attention") == "Attention"
+    assert category_of("aten::group_norm") == "GroupNorm"
+    assert category_of("aten::silu") == category_of("aten::add_") == "Elementwise"
+    assert category_of("aten::view") is None
+
+
+def test_the_profiler_and_the_prediction_see_the_same_categories():
+    model, x = Tiny().eval(), torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        model(x)
+        measured = measured_categories(lambda: model(x), "cpu")
+        cost = cost_model("cpu")
+        predicted, graph = predict(model, (x,), {}, cost, None)
+    assert {"Convolution", "GroupNorm", "Linear", "Elementwise"} <= set(measured)
+    assert {"Convolution", "GroupNorm", "Linear", "Elementwise"} <= set(predicted.by_category_s)
+    assert sum(shares(measured).values()) == pytest.approx(1.0)
+    assert [op.shape.kind for op in graph.ops][:2] == ["conv2d", "group_norm"]
+    assert 0.0 <= compute_share_of(graph, cost) <= 1.0
+
+
+def test_cpu_cases_are_reduced_and_cover_both_attentions():
+    cases = default_cases("cpu")
+    assert {c.attention for c in cases} == {"flash", "baseline"}
+    assert {c.name for c in cases} == {"sd-unet", "sd-vae-decoder", "unet3d", "llama2-7b-prefill", "llama2-7b-decode"}
+    assert all(c.layers for c in cases if c.name.startswith("llama"))
+    assert "max_share_diff_points" in FIELDS
