@@ -83,15 +83,17 @@ class Device:
     def reserve(self, r: Request, extra_bytes: int = 0) -> None:
         """Admit r: hold its resident bytes (and `extra_bytes`) until it leaves this device."""
         held = self.resident_need(r) + extra_bytes
-        r.extra["held"] = held
+        r.held_bytes = held
         self.reserved_bytes += held
         self._check()
 
     def release(self, r: Request) -> None:
-        self.reserved_bytes -= r.extra.pop("held", 0)
+        if r.held_bytes is not None:
+            self.reserved_bytes -= r.held_bytes
+            r.held_bytes = None
 
     def is_admitted(self, r: Request) -> bool:
-        return "held" in r.extra
+        return r.held_bytes is not None
 
     def _check(self) -> None:
         used = self.used_bytes

@@ -20,7 +20,7 @@ class RequestClass:
     bucket_seq_len: int  # longest attention sequence (query tokens) of one call of the loop stage
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: the engine creates and reads millions of these
 class Request:
     id: int
     cls: RequestClass
@@ -31,7 +31,7 @@ class Request:
     first_start_s: float | None = None  # first call of any stage started (queueing delay ends)
     done_s: float | None = None
     on_done: object = None  # closed-loop users wait on this SimPy event
-    extra: dict = field(default_factory=dict)  # policy-private state (pod slot, ...)
+    held_bytes: int | None = None  # memory reserved on its device while admitted there (None: not admitted)
     stage: Stage = field(init=False)  # the current stage (kept as a field: the engine reads it every step)
 
     def __post_init__(self) -> None:
