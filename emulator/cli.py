@@ -1,4 +1,4 @@
-"""The command line: `python -m emulator list | describe WORKLOAD ... | run SCENARIO.yaml ...`.
+"""The command line: `python -m emulator list | describe WORKLOAD ... | run SCENARIO.yaml ... | sweep SWEEP.yaml`.
 
 User errors print one line and exit with code 2; the workload suite is imported
 only by the commands that need it.
@@ -86,6 +86,34 @@ def cmd_run(args) -> None:
     print(comparison_table(summaries))
 
 
+def cmd_sweep(args) -> None:
+    from pathlib import Path
+
+    from emulator.engine.sweep import execute, load_sweep, read_table
+
+    spec, base, base_dir = load_sweep(args.sweep)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be a positive integer, got {args.workers}")
+    axes = list(spec.axes)
+    for axis in args.heatmap or ():
+        if axis not in axes:
+            raise UserError(f"--heatmap {axis!r} is not an axis of {args.sweep}; axes: {', '.join(axes)}")
+    out = Path(args.out or Path("results") / spec.name)
+    results = execute(spec, base, base_dir, out, args.workers, args.ray, progress=sys.stderr.isatty())
+    table = read_table(results)
+    failed = int((table["error"] != "").sum())
+    x_axis, y_axis = (args.heatmap or (axes + [None])[:2])[:2] if len(axes) > 1 or args.heatmap else (None, None)
+    try:
+        from emulator.engine.sweep_plots import plot
+
+        plots = plot(table, out, x_axis, y_axis, args.metric)
+    except ImportError:
+        plots = []
+        print("matplotlib is not installed: no plots (pip install -e '.[experiments]')", file=sys.stderr)
+    print(f"{spec.name}: {table['run_id'].nunique()} runs, {len(table)} rows ({failed} failed) in {results}"
+          + (f"; plots: {', '.join(p.name for p in plots)}" if plots else ""))
+
+
 def parser() -> Parser:
     p = Parser(prog="emulator", description="Emulator of multi-modal generative AI inference.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -119,6 +147,15 @@ def parser() -> Parser:
     r.add_argument("--seed", type=int, help="override the scenario's seed")
     r.add_argument("--trace", action="store_true", help="also write a Chrome/Perfetto trace.json per policy")
     r.set_defaults(run=cmd_run)
+    w = sub.add_parser("sweep", help="run a design-space sweep of scenarios into one table")
+    w.add_argument("sweep", help="sweep YAML file (see configs/sweep-*.yaml)")
+    w.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    w.add_argument("--ray", help="run as Ray tasks: auto (a running cluster, else a local one) or an ADDRESS")
+    w.add_argument("--out", help="results directory (default results/<sweep name>/); an existing one resumes")
+    w.add_argument("--heatmap", nargs=2, metavar=("X_AXIS", "Y_AXIS"), help="axes of heatmap.png (default: "
+                   "the first two)")
+    w.add_argument("--metric", default="latency_p99_s", help="metric of heatmap.png (default latency_p99_s)")
+    w.set_defaults(run=cmd_sweep)
     return p
 
 

@@ -1,0 +1,58 @@
+"""The scripting API: `simulate(scenario)` and `sweep(sweep_file)`, returning pandas tables.
+
+    from emulator import simulate, sweep
+    result = simulate("configs/pods.yaml")        # or a dict in the scenario format
+    result.summary                                 # one row per policy
+    result.requests, result.timeseries             # every request, every time bin (column policy)
+    table = sweep("configs/sweep-pods.yaml", workers=2)   # one row per run and policy
+
+pandas (and simpy) are imported when these are called, not when `emulator` is.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class SimulationResult:
+    summaries: list[dict]  # each policy's summary.json
+    summary: object  # DataFrame, one row per policy, nested keys flattened with "."
+    requests: object  # DataFrame of requests.csv, all policies (column policy)
+    timeseries: object  # DataFrame of timeseries.csv, all policies
+
+
+def simulate(scenario, out: str | Path | None = None, seed: int | None = None) -> SimulationResult:
+    """Run a scenario (a path, a dict in the scenario format, or a Scenario) under each of its policies."""
+    import pandas as pd
+
+    from emulator.engine.scenario import Scenario, load_scenario, scenario_from_data
+    from emulator.engine.simulate import run_scenario
+
+    if isinstance(scenario, (str, Path)):
+        scenario = load_scenario(scenario)
+    elif isinstance(scenario, dict):
+        scenario = scenario_from_data(scenario)
+    elif not isinstance(scenario, Scenario):
+        raise TypeError(f"simulate takes a scenario path, dict or Scenario, not {type(scenario).__name__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(out) if out else Path(tmp)
+        summaries = run_scenario(scenario, where, seed)
+        requests = pd.concat([pd.read_csv(where / s["policy"] / "requests.csv").assign(policy=s["policy"])
+                              for s in summaries], ignore_index=True)
+        series = pd.concat([pd.read_csv(where / s["policy"] / "timeseries.csv").assign(policy=s["policy"])
+                            for s in summaries], ignore_index=True)
+    return SimulationResult(summaries, pd.json_normalize(summaries), requests, series)
+
+
+def sweep(sweep_file: str | Path, out: str | Path | None = None, workers: int | None = None,
+          ray: str | None = None, progress: bool = False):
+    """Run a sweep file; the table (DataFrame) of every run and policy, sorted by run id and policy."""
+    from emulator.engine.sweep import execute, load_sweep, read_table
+
+    spec, base, base_dir = load_sweep(sweep_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = execute(spec, base, base_dir, Path(out) if out else Path(tmp), workers, ray, progress)
+        return read_table(results)

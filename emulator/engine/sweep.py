@@ -1,0 +1,297 @@
+"""Design-space sweeps: many scenarios from one base, run in parallel, one tidy table.
+
+A sweep file names a base scenario, the axes to vary (dotted paths into the
+base scenario's YAML, e.g. `policies[2].stagger` or `traffic[0].arrival.rate_per_s`),
+grid or random sampling, and seeds. Each run is the base with one combination of
+axis values and one seed; every policy of the base runs on it, giving one row
+per (run, policy): the run id, the swept values, the seed, the policy and every
+summary metric, or the run's error. Rows are appended to `results.csv` as runs
+finish, so an interrupted sweep resumes where it stopped. Runs execute in a
+local process pool, or as Ray tasks; either way the table, sorted by run id and
+policy, is the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from emulator.engine.schema import fail, parse, type_name
+from emulator.errors import UserError
+
+METRICS = (  # column -> path into a policy's summary.json
+    ("arrived", ("requests", "arrived")), ("completed", ("requests", "completed")),
+    ("rejected", ("requests", "rejected")), ("in_flight", ("requests", "in_flight")),
+    ("latency_p50_s", ("latency_s", "p50")), ("latency_p90_s", ("latency_s", "p90")),
+    ("latency_p99_s", ("latency_s", "p99")), ("queueing_p50_s", ("queueing_s", "p50")),
+    ("queueing_p99_s", ("queueing_s", "p99")), ("throughput_per_s", ("throughput_per_s",)),
+    ("slo_attainment", ("slo_attainment",)), ("device_busy_pct", ("device_busy_pct",)),
+    ("attained_tflops", ("attained_tflops",)), ("hbm_util_pct_mean", ("hbm_util_pct_mean",)),
+    ("hbm_util_pct_peak", ("hbm_util_pct_peak",)), ("peak_memory_GB", ("peak_memory_GB",)),
+    ("fallback_ops", ("fallback_ops",)), ("step_events", ("step_events",)), ("simulated_s", ("simulated_s",)),
+)
+PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    name: str
+    base: str  # scenario file, relative to the sweep file
+    axes: dict[str, tuple[int | float | str | bool | tuple[int | float, ...], ...]]
+    policies: tuple[str, ...] | None = None  # the base's policies to run (default all); axes index this list
+    sampling: Literal["grid", "random"] = "grid"
+    count: int | None = field(default=None, metadata={"min": 1})  # random sampling: how many combinations
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: int
+    seed: int
+    values: tuple[tuple[str, Any], ...]  # (axis, value)
+
+
+def split_path(path: str) -> list:
+    """`policies[2].stagger` -> ['policies', 2, 'stagger']."""
+    keys = []
+    for part in path.split("."):
+        m = PATH_PART.fullmatch(part)
+        if not m:
+            raise UserError(f"axis {path!r}: {part!r} is not a key or key[index]")
+        keys.append(m.group(1))
+        keys += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+    return keys
+
+
+def set_path(data: dict, path: str, value) -> None:
+    keys = split_path(path)
+    node = data
+    for k in keys[:-1]:
+        try:
+            node = node[k]
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"axis {path!r}: the base scenario has no {k!r} there") from None
+    if isinstance(node, list) and not (isinstance(keys[-1], int) and keys[-1] < len(node)):
+        raise UserError(f"axis {path!r}: index {keys[-1]} is out of range")
+    if not isinstance(node, (dict, list)):
+        raise UserError(f"axis {path!r}: {type_name(node)} has no keys")
+    node[keys[-1]] = list(value) if isinstance(value, tuple) else value
+
+
+def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
+    """The sweep, its base scenario's YAML data, and the base's directory."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such sweep file") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    try:
+        sweep = parse(SweepFile, data, "sweep")
+        if not sweep.axes:
+            fail("sweep.axes", "at least one axis is needed")
+        for axis, values in sweep.axes.items():
+            if not values:
+                fail(f"sweep.axes.{axis}", "needs at least one value")
+            split_path(axis)
+        if sweep.sampling == "random" and sweep.count is None:
+            fail("sweep.count", "missing (needed by random sampling)")
+    except UserError as e:
+        raise UserError(f"{path}: {str(e).removeprefix('sweep.')}") from None
+    base_path = path.parent / sweep.base
+    try:
+        base = yaml.safe_load(base_path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: base scenario {sweep.base!r} cannot be read ({e})") from None
+    if sweep.policies is not None:
+        if not isinstance(base, dict) or not isinstance(base.get("policies"), list):
+            raise UserError(f"{path}: base scenario {sweep.base!r} has no list of policies")
+        named = {p.get("name", p.get("policy")): p for p in base["policies"] if isinstance(p, dict)}
+        missing = [n for n in sweep.policies if n not in named]
+        if missing:
+            raise UserError(f"{path}: policies {missing} are not in {sweep.base} (it has {', '.join(named)})")
+        base["policies"] = [named[n] for n in sweep.policies]
+    return sweep, base, base_path.parent
+
+
+def expand(sweep: SweepFile) -> list[Run]:
+    """Every run: axis combinations (all, or `count` drawn without replacement) times seeds."""
+    axes = list(sweep.axes)
+    combos = list(itertools.product(*(sweep.axes[a] for a in axes)))
+    if sweep.sampling == "random":
+        rng = np.random.default_rng(sweep.seeds[0])
+        picks = rng.choice(len(combos), size=min(sweep.count, len(combos)), replace=False)
+        combos = [combos[i] for i in sorted(picks)]
+    runs = []
+    for combo in combos:
+        for seed in sweep.seeds:
+            runs.append(Run(len(runs), seed, tuple(zip(axes, combo))))
+    return runs
+
+
+def run_one(base: dict, base_dir: str, run: Run, sweep_name: str) -> list[dict]:
+    """Simulate one run (every policy of the base): rows of the table, or one row with the error."""
+    from emulator.engine.scenario import scenario_from_data
+    from emulator.engine.simulate import run_scenario
+
+    head = {"run_id": run.run_id, "seed": run.seed, **dict(run.values)}
+    try:
+        data = copy.deepcopy(base)
+        for axis, value in run.values:
+            set_path(data, axis, value)
+        data["name"] = f"{sweep_name}-{run.run_id}"
+        data["seed"] = run.seed
+        scenario = scenario_from_data(data, base_dir, f"run {run.run_id}")
+        summaries = run_scenario(scenario, None)
+    except (UserError, RuntimeError, ValueError) as e:
+        return [{**head, "policy": "", "error": str(e).splitlines()[0][:300]}]
+    rows = []
+    for s in summaries:
+        row = {**head, "policy": s["policy"], "error": ""}
+        for column, keys in METRICS:
+            value = s
+            for k in keys:
+                value = value[k]
+            row[column] = value
+        rows.append(row)
+    return rows
+
+
+def columns(sweep: SweepFile) -> list[str]:
+    return ["run_id", "seed", *sweep.axes, "policy", "error", *(c for c, _ in METRICS)]
+
+
+def finished_runs(path: Path, cols: list[str]) -> set[int]:
+    """Runs whose rows are all in the file; a line cut short by an interruption is dropped from it."""
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != cols:
+            raise UserError(f"{path}: written by a different sweep (columns differ); use another --out")
+        rows = list(reader)
+    complete = [r for r in rows if r.get(cols[-1]) is not None and (r.get("run_id") or "").isdigit()]
+    if len(complete) != len(rows):
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=cols)
+            writer.writeheader()
+            writer.writerows(complete)
+    return {int(r["run_id"]) for r in complete}
+
+
+def execute(sweep: SweepFile, base: dict, base_dir: Path, out: Path, workers: int | None = None,
+            ray_address: str | None = None, progress: bool = True) -> Path:
+    """Run every unfinished run, appending rows to out/results.csv; returns that path (sorted at the end)."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.csv"
+    runs = expand(sweep)
+    cols = columns(sweep)
+    done = finished_runs(results, cols)
+    todo = [r for r in runs if r.run_id not in done]
+    new_file = not results.is_file()
+    if done and progress:
+        print(f"{sweep.name}: {len(done)} of {len(runs)} runs already in {results}; running the other "
+              f"{len(todo)}", file=sys.stderr)
+    with open(results, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        if new_file:
+            writer.writeheader()
+        bar = progress_bar(len(todo), sweep.name, progress)
+        for rows in run_all(todo, base, str(base_dir), sweep.name, workers, ray_address):
+            writer.writerows(rows)
+            f.flush()
+            bar.update(1)
+        bar.close()
+    sort_results(results, cols)
+    return results
+
+
+def run_all(todo: list[Run], base: dict, base_dir: str, name: str, workers: int | None, ray_address: str | None):
+    """Yield each run's rows as it finishes: in this process, in a process pool, or as Ray tasks."""
+    if ray_address:
+        yield from run_ray(todo, base, base_dir, name, ray_address)
+        return
+    if workers == 1:
+        for run in todo:
+            yield run_one(base, base_dir, run, name)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_one, base, base_dir, run, name) for run in todo]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def run_ray(todo: list[Run], base: dict, base_dir: str, name: str, address: str):
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=None if address == "auto" else address, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+    task = ray.remote(run_one)
+    base_ref = ray.put(base)
+    pending = [task.remote(base_ref, base_dir, run, name) for run in todo]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(ready[0])
+
+
+def read_table(path: Path):
+    """The results as a pandas DataFrame: `error` is "" for runs that succeeded."""
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype={"error": str, "policy": str})
+    table["error"] = table["error"].fillna("")
+    table["policy"] = table["policy"].fillna("")
+    return table
+
+
+def sort_results(path: Path, cols: list[str]) -> None:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: (int(r["run_id"]), r["policy"]))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class progress_bar:
+    """tqdm where installed, else a plain count on stderr; silent when asked."""
+
+    def __init__(self, total: int, name: str, show: bool):
+        self.bar = None
+        self.total, self.n, self.show = total, 0, show
+        if show:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=name, unit="run", file=sys.stderr)
+            except ImportError:
+                pass
+
+    def update(self, k: int) -> None:
+        self.n += k
+        if self.bar is not None:
+            self.bar.update(k)
+        elif self.show:
+            print(f"\r  {self.n}/{self.total} runs", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.show:
+            print(file=sys.stderr)
