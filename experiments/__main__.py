@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from emulator.cli import Parser
 from emulator.errors import UserError
 from experiments.common import DEFAULT_DEVICE
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {message}")
 
 
 def main(argv: list[str] | None = None) -> int:

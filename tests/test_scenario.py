@@ -32,8 +32,8 @@ def test_a_valid_scenario_loads_typed():
     assert s.policies[1].params.stagger == 0.5 and s.policies[2].params.edges == (1024, 4096)
 
 
-def with_change(path, value):
-    data = copy.deepcopy(BASE)
+def change(data, path, value):
+    """Set the value at a path of keys and indexes, or delete it when value is KeyError."""
     node = data
     for key in path[:-1]:
         node = node[key]
@@ -41,6 +41,11 @@ def with_change(path, value):
         del node[path[-1]]
     else:
         node[path[-1]] = value
+
+
+def with_change(path, value):
+    data = copy.deepcopy(BASE)
+    change(data, path, value)
     return data
 
 
@@ -90,13 +95,7 @@ def test_fuzzed_scenarios_load_or_fail_with_one_line(changes):
     data = copy.deepcopy(BASE)
     for path, value in changes:
         try:
-            node = data
-            for key in path[:-1]:
-                node = node[key]
-            if value is KeyError:
-                del node[path[-1]]
-            else:
-                node[path[-1]] = value
+            change(data, path, value)
         except (KeyError, IndexError, TypeError):
             continue  # an earlier change removed this path
     try:
