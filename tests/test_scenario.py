@@ -138,3 +138,11 @@ def test_shipped_scenarios_run_and_write_their_outputs(tmp_path, config):
             assert (tmp_path / p.name / f).is_file()
         assert p.name in out.stdout
     assert (tmp_path / "comparison.csv").read_text().count("\n") == len(s.policies) + 1
+
+
+def test_a_bad_trace_row_fails_at_load_naming_its_line(tmp_path):
+    (tmp_path / "t.csv").write_text("time_s\n0.5\n0.25\n")
+    data = copy.deepcopy(BASE)
+    data["traffic"][0]["arrival"] = {"process": "trace", "path": "t.csv"}
+    with pytest.raises(UserError, match=r"t.csv:3: time_s must not decrease"):
+        scenario_from_data(data, str(tmp_path))

@@ -143,8 +143,13 @@ def check_cross_fields(s: Scenario) -> None:
         needs = {"poisson": "rate_per_s", "fixed": "rate_per_s", "closed": "users", "trace": "path"}[a.process]
         if getattr(a, needs) is None:
             fail(f"{where}.arrival.{needs}", f"missing (needed by process {a.process})")
-        if a.process == "trace" and not (Path(s.base_dir) / a.path).is_file():
-            fail(f"{where}.arrival.path", f"no such file {a.path!r}")
+        if a.process == "trace":
+            from emulator.engine.arrivals import trace_gaps
+
+            if not (Path(s.base_dir) / a.path).is_file():
+                fail(f"{where}.arrival.path", f"no such file {a.path!r}")
+            for _ in trace_gaps(Path(s.base_dir) / a.path, t.name):  # a bad row fails now, not mid-run
+                pass
         try:
             get(t.workload).config(**t.knobs)
         except UserError as e:
