@@ -4,10 +4,11 @@ Method (the same for every kind):
 1. A roofline-shaped curve with fitted constants,
        t = overhead + smoothmax(FLOPs / flops_per_s, memory time(bytes)),
    smoothmax(a, b) = (a^4 + b^4)^(1/4), the memory time at a cache bandwidth
-   below the device's last-level cache size and at a memory bandwidth above it,
-   fitted by least squares on log time (robust loss, rates bounded by the
-   datasheet) to all measured points of the kind. It captures the trend:
-   launch-bound tiny kernels, cache-, memory- and compute-bound regimes.
+   below a cache threshold and at a memory bandwidth above it, fitted by least
+   squares on log time (robust loss, rates bounded by the datasheet, the
+   threshold within 4x of the device's last-level cache) to all measured points
+   of the kind. It captures the trend: launch-bound tiny kernels, cache-,
+   memory- and compute-bound regimes.
 2. A correction for what the curve misses (tile quantization, library kernel
    choices): the log ratio measured / curve at the measured points,
    interpolated at a new shape by a weighted local-linear fit (a plane, weights
@@ -83,11 +84,14 @@ def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
 class Curve:
     """The fitted roofline-shaped curve of one kind.
 
-    Memory time has two levels: a kernel whose bytes fit in the last-level cache
-    (`cache_bytes`, the device's) streams at `cache_bytes_per_s`, a larger one at
-    `bytes_per_s`, blended smoothly around the cache size. On the development CPU
-    a group norm runs 4-5x slower per byte once its tensor leaves the 32 MiB L3;
-    one bandwidth cannot describe both sides.
+    Memory time has two levels: a kernel whose bytes stay below `cache_bytes`
+    streams at `cache_bytes_per_s`, a larger one at `bytes_per_s`, blended around
+    the threshold over a width set by `cache_sharpness`. Both are fitted: what
+    fits the cache depends on the kernel's passes over its data, not just its
+    bytes. On the development CPU a group norm (two passes over its input, 8
+    bytes per element counted) runs 4x slower per element between 5.2M and
+    10.5M elements, a cliff at ~42 MB of counted bytes against the 32 MiB L3
+    and sharper than a blend of width 4 can follow.
     """
 
     flops_per_s: float
@@ -95,12 +99,13 @@ class Curve:
     overhead_s: float
     cache_bytes: float = 0.0  # 0: a single memory level
     cache_bytes_per_s: float = 0.0
+    cache_sharpness: float = 4.0  # exponent of the blend; profiles written before it was fitted used 4
 
     def memory_time(self, nbytes):
         dram = nbytes / self.bytes_per_s
         if not self.cache_bytes:
             return dram
-        in_cache = 1.0 / (1.0 + (nbytes / self.cache_bytes) ** 4)  # 1 well inside, 0 well beyond
+        in_cache = 1.0 / (1.0 + (nbytes / self.cache_bytes) ** self.cache_sharpness)  # 1 well inside, 0 beyond
         return (nbytes / self.cache_bytes_per_s) ** in_cache * dram ** (1.0 - in_cache)
 
     def __call__(self, flops, nbytes):
@@ -109,7 +114,8 @@ class Curve:
 
     def asdict(self) -> dict:
         return {"flops_per_s": self.flops_per_s, "bytes_per_s": self.bytes_per_s, "overhead_s": self.overhead_s,
-                "cache_bytes": self.cache_bytes, "cache_bytes_per_s": self.cache_bytes_per_s}
+                "cache_bytes": self.cache_bytes, "cache_bytes_per_s": self.cache_bytes_per_s,
+                "cache_sharpness": self.cache_sharpness}
 
 
 def fit_curve(flops: Sequence[float], nbytes: Sequence[float], seconds: Sequence[float],
@@ -120,31 +126,43 @@ def fit_curve(flops: Sequence[float], nbytes: Sequence[float], seconds: Sequence
     The rates are bounded by the device's peaks (a kernel cannot beat its
     datasheet; the cache level up to 50x that) and the overhead by the fastest
     measurement; `overhead_s` fixes the overhead where the points cannot tell it
-    (all of them large kernels).
+    (all of them large kernels). With a `cache_bytes` (the device's last-level
+    cache) the threshold is fitted within 4x of it and the blend's sharpness
+    between 2 and 16, from three starting thresholds (the fit is not convex in it).
     """
     from scipy.optimize import least_squares  # fitting only: prediction needs no scipy
 
     f = np.maximum(np.asarray(flops, float), 0.0)
     b = np.asarray(nbytes, float)
     t = np.asarray(seconds, float)
-    # x = log(flops_per_s, bytes_per_s, overhead_s, cache speed-up over memory)
-    hi = np.array([math.log(max_flops_per_s), math.log(max_bytes_per_s), math.log(t.min()), math.log(50.0)])
-    lo = np.array([0.0, 0.0, math.log(1e-8), 0.0])
-    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2, 2.0]), lo + 1e-9, hi - 1e-9)
+    # x = log(flops_per_s, bytes_per_s, overhead_s, cache speed-up over memory, cache threshold, sharpness)
+    cache = cache_bytes or 1.0
+    hi = np.array([math.log(max_flops_per_s), math.log(max_bytes_per_s), math.log(t.min()), math.log(50.0),
+                   math.log(4 * cache), math.log(16.0)])
+    lo = np.array([0.0, 0.0, math.log(1e-8), 0.0, math.log(cache / 4), math.log(2.0)])
+    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2, 2.0, cache, 4.0]), lo + 1e-9, hi - 1e-9)
     if overhead_s is not None:
         lo[2], hi[2], x0[2] = math.log(overhead_s) - 1e-9, math.log(overhead_s) + 1e-9, math.log(overhead_s)
-    if not cache_bytes:
-        lo[3], hi[3], x0[3] = 0.0, 1e-9, 0.0
+    if not cache_bytes:  # a single memory level: the cache parameters are unused
+        lo[3:], hi[3:] = x0[3:] - 1e-9, x0[3:] + 1e-9
 
     def curve(x) -> Curve:
-        p, w, o, g = np.exp(x)
-        return Curve(float(p), float(w), float(o), cache_bytes, float(w * g) if cache_bytes else 0.0)
+        p, w, o, g, c, k = np.exp(x)
+        if not cache_bytes:
+            return Curve(float(p), float(w), float(o))
+        return Curve(float(p), float(w), float(o), float(c), float(w * g), float(k))
 
     def residual(x):
         return np.log(curve(x)(f, b)) - np.log(t)
 
-    sol = least_squares(residual, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
-    return curve(sol.x)
+    best = None
+    for start in ((0.5, 1.0, 2.0) if cache_bytes else (1.0,)):
+        x = x0.copy()
+        x[4] = np.clip(math.log(cache * start), lo[4] + 1e-9, hi[4] - 1e-9)
+        sol = least_squares(residual, x, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    return curve(best.x)
 
 
 def curve_seconds(kind: str, dtype: str, curve: Curve, shape) -> float:
