@@ -29,6 +29,9 @@ def parser() -> Parser:
     r.add_argument("--passes", type=int, default=1,
                    help="measure every kernel this many times, in shuffled orders, and keep the median "
                         "(for machines whose speed drifts, e.g. shared virtual machines)")
+    r.add_argument("--max-passes", type=int, default=None,
+                   help="then measure again, in extra passes up to this many in all, the kernels whose pass "
+                        "medians disagree by more than 8%% (default: no extra passes)")
     rep = sub.add_parser("report", help="held-out prediction error of a profile, per kind")
     rep.add_argument("profile")
     rep.add_argument("--seed", type=int, default=0)
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.workloads:
                     workloads.get(name)
             run(args.device, dtype, args.quick, args.workloads, args.out, args.device_name, args.max_kernel_s,
-                args.passes)
+                args.passes, args.max_passes)
         elif args.command == "report":
             from calibration.report import against, report
 

@@ -1,7 +1,7 @@
 """What to measure: a grid of shapes per kernel kind, plus the distinct shapes of named workloads.
 
 The grid spans the suite's range on each axis (tokens 1..65k, widths 320..16k,
-feature maps 8..256, sequences 1..4096) at about a factor of 2-4 per step;
+feature maps 4..256, sequences 1..4096) at about a factor of 2-4 per step;
 `quick` keeps a corner subset. Workload shapes are taken from every stage graph
 at the workload's default knobs, for decode stages at their first, middle and
 last calls, with attention under both implementations.
@@ -34,15 +34,16 @@ def grid(quick: bool = False) -> list[Spec]:
                               (64,) if q else (64, 512), (64, 4096) if q else (64, 512, 4096)):
         out.append(("matmul", Matmul(b, m, k, n)))
     for c, side, batch in product((320, 1280) if q else (128, 320, 640, 1280),
-                                  (16, 64) if q else (8, 16, 32, 64, 128, 256), (1,) if q else (1, 4)):
+                                  (16, 64) if q else (4, 8, 16, 32, 64, 128, 256), (1,) if q else (1, 4)):
         out.append(("conv2d", Conv(batch, c, c, (side, side), (3, 3))))
     if not q:
         for c, side in product((320, 1280), (16, 64)):
             out += [("conv2d", Conv(2, c, c, (side, side), (1, 1))),
                     ("conv2d", Conv(2, c, c, (2 * side, 2 * side), (3, 3), stride=2)),
                     ("conv2d", Conv(2, 2 * c, c, (side, side), (3, 3)))]
-    for batch, c, frames in product((4096,) if q else (256, 4096, 65536), (320,) if q else (320, 1280),
-                                    (16,) if q else (8, 16, 76)):
+    # Temporal convs: batch = video batch x latent pixels, from a few (reduced sizes, deep blocks) to 65k.
+    for batch, c, frames in product((4096,) if q else (4, 16, 64, 256, 4096, 65536),
+                                    (320,) if q else (320, 640, 1280), (16,) if q else (4, 8, 16, 76)):
         out.append(("conv1d", Conv(batch, c, c, (frames,), (3,))))
     attention = list(product((16,) if q else (16, 128), (1, 256, 4096) if q else (1, 16, 64, 256, 1024, 4096),
                              (77, 1024, 4096) if q else (77, 256, 1024, 4096), (64,) if q else (40, 64, 128)))
@@ -53,7 +54,7 @@ def grid(quick: bool = False) -> list[Spec]:
         if not q:
             out += [(impl, Attention(1, bh, f, f, 64, "temporal")) for bh in (4096, 65536) for f in (8, 16, 76)]
     for batch, c, hw in product((2,) if q else (1, 2, 8), (320, 1280) if q else (128, 320, 640, 1280),
-                                (1024, 16384) if q else (64, 1024, 4096, 16384)):
+                                (1024, 16384) if q else (64, 256, 1024, 4096, 16384)):
         out.append(("group_norm", Norm("group", batch * c * hw, c, 32, batch)))
     for norm, rows, c in product(("layer", "rms"), (1, 1024) if q else (1, 77, 1024, 8192, 65536),
                                  (768, 4096) if q else (320, 768, 1280, 4096)):
