@@ -118,7 +118,11 @@ ELEMENTWISE: dict[str, tuple[Callable, str]] = {
     "swiglu": (lambda g, u: F.silu(g) * u, "F.silu(g)*u"),
     "rope": (lambda x: x * 0.5 + torch.roll(x, 1, -1) * 0.25, "x*cos+rot(x)*sin"),
     "copy": (_copy, "contiguous() of a transpose"),
+    "memcpy": (lambda x: torch.cat(x.chunk(2)), "torch.cat of two halves"),
     "timestep": (torch.sin, "torch.sin"),
+    "unary": (torch.rsqrt, "torch.rsqrt"),  # the lowering's one-op-per-element kind (exp, rsqrt, pow, ...)
+    "sigmoid": (torch.sigmoid, "torch.sigmoid"),
+    "reduce": (lambda x: x.mean(-1, keepdim=True), "mean over the last dim"),
 }
 
 

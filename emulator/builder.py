@@ -159,10 +159,10 @@ class GraphBuilder:
         return self.elementwise(name, "add", x, y)
 
     def concat(self, name: str, *xs: Tensor, dim: int = 1) -> Tensor:
-        """torch.cat along `dim`: one copy of all inputs into a new tensor."""
+        """torch.cat along `dim`: one streaming copy of all inputs into a new tensor."""
         out = list(xs[0].shape)
         out[dim] = sum(x.shape[dim] for x in xs)
-        return self.add(name, Elementwise("copy", prod(out), 1), xs, tuple(out))
+        return self.add(name, Elementwise("memcpy", prod(out), 1), xs, tuple(out))
 
     def gated(self, name: str, op: str, x: Tensor) -> Tensor:
         """GEGLU/SwiGLU: x[..., 2n] split into (value, gate) -> [..., n]."""

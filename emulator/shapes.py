@@ -34,7 +34,8 @@ ELEMENTWISE_FLOPS_PER_ELEMENT = {
     "geglu": 9,  # gelu(gate) * x
     "swiglu": 5,  # silu(gate) * x
     "rope": 3,  # x * cos + rotate(x) * sin
-    "copy": 0,  # layout change (rearrange to a contiguous tensor), dtype cast, concatenation
+    "copy": 0,  # layout change: a strided tensor (a transpose, a permute) made contiguous
+    "memcpy": 0,  # contiguous copy: concatenation, clone or cast of contiguous tensors, streamed
     "unary": 1,  # one arithmetic op per element (exp, rsqrt, pow, ...), as lowered from aten
     "sigmoid": 3,  # exp, add, divide
     "reduce": 1,  # a sum or mean over the input's elements

@@ -37,6 +37,7 @@ TINY = [
     ("softmax", Softmax(4, 7)),
     ("elementwise", Elementwise("geglu", 30, 2)),
     ("elementwise", Elementwise("copy", 12)),
+    ("elementwise", Elementwise("memcpy", 12)),
     ("elementwise", Elementwise("add", 12, inputs=1)),  # a broadcast add
     ("resample", Resample("up", 1, 2, (4, 4))),
     ("embedding", Embedding(5, 11, 3)),
@@ -134,6 +135,16 @@ def test_run_resumes_and_writes_a_loadable_profile(tmp_path, monkeypatch):
     model = Profile(profile)
     measured_m5 = next(p["median_s"] for p in profile["kinds"]["linear"]["points"] if p["shape"]["m"] == 5)
     assert model.predictors["linear"].predict(Linear(5, 8, 8)) == pytest.approx(measured_m5)
+
+
+def test_every_elementwise_op_has_a_torch_runner():
+    from calibration.kernels import ELEMENTWISE
+    from emulator.shapes import ELEMENTWISE_FLOPS_PER_ELEMENT
+
+    assert set(ELEMENTWISE) == set(ELEMENTWISE_FLOPS_PER_ELEMENT)
+    for op in ELEMENTWISE:
+        make_runner("elementwise", Elementwise(op, 64, 2 if op in ("add", "mul", "geglu", "swiglu") else 1),
+                    "fp32", "cpu", 1).run(0)
 
 
 def test_pass_medians_settle_when_the_two_nearest_their_median_agree():

@@ -64,3 +64,22 @@ def test_describe_module_reports_and_refuses_bad_input(capsys, tmp_path):
     bad.write_text("[1, 2]")
     assert main(["describe", "--module", "diffusers:UNet2DConditionModel", "--config", str(bad)]) == 2
     assert main(["describe", "--module", "torchvision:ResNet", "--config", "sd-v1.5-unet"]) == 2
+
+
+def test_softmax_and_the_two_kinds_of_copy_are_lowered():
+    import torch
+
+    from workloads.frontend import lower_module
+
+    class Block(torch.nn.Module):
+        def forward(self, x, cache):  # x [2, 8, 16], cache [2, 8, 32]
+            scores = torch.softmax(x @ x.transpose(1, 2), dim=-1)  # [2, 8, 8]
+            heads = x.transpose(1, 2).contiguous()  # a layout change: [2, 16, 8] read with strides
+            grown = torch.cat([cache, x], dim=-1)  # a KV-cache append: [2, 8, 48] streamed
+            return scores, heads, grown
+
+    with torch.inference_mode():  # where softmax reaches the frontend undecomposed
+        g = lower_module(Block(), torch.randn(2, 8, 16), torch.randn(2, 8, 32))
+    kinds = Counter(op.shape.kind if op.shape.kind != "elementwise" else op.shape.op for op in g.ops)
+    assert kinds == {"matmul": 1, "softmax": 1, "copy": 1, "memcpy": 1}, kinds
+    assert not g.unmapped

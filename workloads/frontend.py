@@ -41,6 +41,7 @@ VIEWS = {"view", "_unsafe_view", "reshape", "_reshape_alias", "permute", "transp
          "detach", "lift_fresh", "narrow", "unflatten", "flatten", "view_as", "expand_as", "numpy_T", "dropout",
          "feature_dropout"}
 MAYBE_COPIES = {"to", "contiguous", "type_as", "float", "half"}  # a copy when they return a new tensor
+GATHERS = {"index", "gather"}  # copies that read scattered elements, never a stream
 CREATES = {"arange", "zeros", "ones", "full", "empty", "empty_like", "zeros_like", "ones_like", "full_like",
            "scalar_tensor", "new_zeros", "new_ones", "new_empty", "new_full", "randn", "rand", "randn_like",
            "empty_strided", "tril", "triu", "_local_scalar_dense"}
@@ -172,7 +173,7 @@ class Recorder:
         if base in ("native_layer_norm", "layer_norm", "rms_norm", "_fused_rms_norm"):
             x, normalized = args[0], args[1]
             return Norm("layer" if "layer" in base else "rms", x.numel(), prod(normalized))
-        if base == "_softmax":
+        if base in ("softmax", "_softmax"):  # under inference_mode softmax arrives undecomposed
             x = args[0]
             return Softmax(x.numel() // x.shape[-1], x.shape[-1])
         if base == "embedding":
@@ -187,6 +188,10 @@ class Recorder:
         kind = "copy" if base in MAYBE_COPIES else ELEMENTWISE.get(base)
         if kind is None or out.numel() == 0:
             return None
+        if kind == "copy" and base not in GATHERS and all(t.is_contiguous() for t in inputs):
+            # Streaming contiguous memory (a KV-cache torch.cat) runs at copy bandwidth; a transpose
+            # made contiguous reads with strides and ran 3-5x slower per byte on the development CPU.
+            kind = "memcpy"
         elements = max(t.numel() for t in inputs) if kind == "reduce" else out.numel()
         full = sum(t.numel() == out.numel() for t in inputs if t not in self.params) if kind != "reduce" else 1
         return Elementwise(kind, elements, max(full, 1))
