@@ -29,6 +29,8 @@ def parser() -> Parser:
     r.add_argument("--passes", type=int, default=1,
                    help="measure every kernel this many times, in shuffled orders, and keep the median "
                         "(for machines whose speed drifts, e.g. shared virtual machines)")
+    r.add_argument("--validation", action="store_true",
+                   help="also measure the kernel shapes of the real models `validate` times on this device")
     r.add_argument("--max-passes", type=int, default=None,
                    help="then measure again, in extra passes up to this many in all, the kernels whose pass "
                         "medians disagree by more than 8%% (default: no extra passes)")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.workloads:
                     workloads.get(name)
             run(args.device, dtype, args.quick, args.workloads, args.out, args.device_name, args.max_kernel_s,
-                args.passes, args.max_passes)
+                args.passes, args.max_passes, args.validation)
         elif args.command == "report":
             from calibration.report import against, report
 

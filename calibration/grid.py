@@ -37,6 +37,11 @@ def grid(quick: bool = False) -> list[Spec]:
                                   (16, 64) if q else (4, 8, 16, 32, 64, 128, 256), (1,) if q else (1, 4)):
         out.append(("conv2d", Conv(batch, c, c, (side, side), (3, 3))))
     if not q:
+        # UNet decoder convs take the skip connection's channels too (c_in = 1.5-3x c_out), and video
+        # UNets run their 2-D convs on every frame (batch = frames) at small sides: CPU libraries time
+        # both unlike a square conv of the same FLOPs (a 2560-in conv at 4x4 10x slower than a 1280-in).
+        for c, ratio, side, batch in product((320, 1280), (1, 2, 3), (2, 4, 8, 16), (1, 4)):
+            out.append(("conv2d", Conv(batch, ratio * c, c, (side, side), (3, 3))))
         for c, side in product((320, 1280), (16, 64)):
             out += [("conv2d", Conv(2, c, c, (side, side), (1, 1))),
                     ("conv2d", Conv(2, c, c, (2 * side, 2 * side), (3, 3), stride=2)),
@@ -61,7 +66,7 @@ def grid(quick: bool = False) -> list[Spec]:
         out.append((f"{norm}_norm", Norm(norm, rows * c, c)))
     for rows, cols in product((1024, 65536) if q else (1024, 16384, 262144), (77, 4096) if q else (77, 256, 1024, 4096, 32000)):
         out.append(("softmax", Softmax(rows, cols)))
-    for op, n in product(("add", "silu", "copy") if q else ("add", "silu", "copy", "gelu", "geglu"),
+    for op, n in product(("add", "silu", "copy") if q else ("add", "silu", "copy", "memcpy", "gelu", "geglu"),
                          (2**10, 2**18, 2**24) if q else (2**10, 2**13, 2**16, 2**19, 2**22, 2**25)):
         out.append(("elementwise", Elementwise(op, n, 2 if op in ("add", "geglu") else 1)))
     for c, side in product((128, 640), (16, 64) if q else (16, 64, 256)):
@@ -69,6 +74,35 @@ def grid(quick: bool = False) -> list[Spec]:
     for tokens, dim in product((1, 1024) if q else (1, 77, 1024, 4096), (768, 4096)):
         out.append(("embedding", Embedding(tokens, 32000, dim)))
     return out
+
+
+def validation_specs(device: str, dtype: str) -> list[Spec]:
+    """Distinct (kind, shape) of the real modules `calibration validate` times on this device.
+
+    Lowered without weights: diffusers' models on the meta device, transformers' on fake tensors
+    (its mask code reads a value, which meta tensors refuse; diffusers' .to(dtype) cannot swap fake
+    parameters). Measuring them makes validation test how kernels compose into a model (the
+    lowering, the host, caches between kernels), with interpolation error left to `report`.
+    """
+    import contextlib
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from calibration.validate import build, default_cases
+    from workloads.frontend import lower_module
+
+    torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    seen: dict[str, Spec] = {}
+    for case in default_cases(device):
+        fake = case.name.startswith("llama")
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext():
+            module, inputs, kwargs, _, _ = build(case, "cpu" if fake else "meta", torch_dtype)
+            graph = lower_module(module, *inputs, **kwargs)
+        for op in graph.ops:
+            kind = kernel_kind(op, case.attention)
+            seen.setdefault(spec_key(kind, op.shape), (kind, op.shape))
+    return list(seen.values())
 
 
 def workload_specs(names: list[str], dtype: str) -> list[Spec]:

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from calibration.fingerprint import catalog_name, fingerprint
-from calibration.grid import grid, spec_key, workload_specs
+from calibration.grid import grid, spec_key, validation_specs, workload_specs
 from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, memory_correction
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
@@ -109,7 +109,7 @@ def plan(specs, dtype: str, settings: dict, roofline: Roofline):
 
 def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Path,
         device_name: str | None = None, max_kernel_s: float | None = None, passes: int = 1,
-        max_passes: int | None = None) -> dict:
+        max_passes: int | None = None, validation: bool = False) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -128,7 +128,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
     if quick:
         settings["budget_s"] = min(settings["budget_s"], 0.3)
     roofline = Roofline(catalog)
-    specs = grid(quick) + workload_specs(workload_names, dtype)
+    specs = grid(quick) + workload_specs(workload_names, dtype) + (validation_specs(device, dtype) if validation else [])
     unique = {spec_key(k, s): (k, s) for k, s in specs}
     todo, skipped = plan(unique.values(), dtype, settings, roofline)
     # Each pass measures every kernel once, in its own shuffled order, so that slow spells of a
@@ -216,7 +216,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
                     measure_kernel(p, kind, shape)
 
     profile = build_profile(name, dtype, fp, done, skipped, quick, workload_names, device, passes, catalog,
-                            max_passes)
+                            max_passes, validation)
     out.write_text(json.dumps(profile, indent=1))
     partial_path.unlink()
     return profile
@@ -245,7 +245,7 @@ def _resume(path: Path, device: str, dtype: str, fp: dict) -> dict:
 
 def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, quick: bool,
                   workload_names: list[str], device: str, passes: int = 1, catalog=None,
-                  max_passes: int | None = None) -> dict:
+                  max_passes: int | None = None, validation: bool = False) -> dict:
     measurements: dict[str, list] = {}
     for key, entry in done.items():
         if key != "host":
@@ -303,6 +303,7 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "kind": "measured",
             "method": f"python -m calibration run --device {device} --dtype {dtype} --passes {passes}"
                       + (f" --max-passes {max_passes}" if max_passes and max_passes > passes else "")
+                      + (" --validation" if validation else "")
                       + (" --quick" if quick else "") + (" --workloads " + " ".join(workload_names)
                                                          if workload_names else ""),
             "timer": "CUDA events" if device == "cuda" else "perf_counter",

@@ -131,7 +131,8 @@ class Profile:
         for kind, entry in data["kinds"].items():
             shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
             seconds = [p["median_s"] for p in entry["points"]]
-            self.predictors[kind] = KindPredictor(kind, self.dtype, Curve(**entry["curve"]), shapes, seconds)
+            self.predictors[kind] = KindPredictor(kind, self.dtype, Curve(**entry["curve"]), shapes, seconds,
+                                                  cpu=self.device.kind == "cpu")
         self._memo: dict = {}
 
     @classmethod
