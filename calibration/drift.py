@@ -103,11 +103,14 @@ def normalized_cpu_time(fn, reference: DriftReference, compute_s: float, memory_
         fn()
     samples = []
     for _ in range(repeats):
-        compute_now = statistics.median(reference.compute_once() for _ in range(5))
+        # The references run right before and right after fn, and their geometric mean stands for the
+        # speed during it: one taken before alone misses a slow spell that starts while fn runs.
+        compute_before = statistics.median(reference.compute_once() for _ in range(5))
         memory_before = reference.memory()
         t = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - t
         memory_now = math.sqrt(memory_before * reference.memory())
+        compute_now = math.sqrt(compute_before * statistics.median(reference.compute_once() for _ in range(5)))
         samples.append(elapsed * (compute_s / compute_now) ** w * memory_correction(w, memory_now, memory_s))
     return statistics.median(samples)
