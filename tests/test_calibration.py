@@ -208,3 +208,21 @@ def test_quick_cpu_plan_fits_the_time_budget():
     todo, skipped = run_module.plan(grid(quick=True), "fp32", run_module.SETTINGS["cpu"], Roofline(device("cpu")))
     assert todo and all(est <= run_module.SETTINGS["cpu"]["max_kernel_s"] for _, _, est in todo)
     assert json.dumps([str(s) for s in skipped])  # reasons are printable
+
+
+def test_validation_shapes_are_the_lowered_real_models_kernels():
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from calibration.grid import validation_specs
+    from calibration.kernels import ELEMENTWISE
+
+    specs = validation_specs("cpu", "fp32")
+    shapes = {kind: [s for k, s in specs if k == kind] for kind, _ in specs}
+    # the SD UNet decoder's skip-connection conv at 256 px (latent 32, deepest level 4x4)
+    assert Conv(1, 2560, 1280, (4, 4), (3, 3)) in shapes["conv2d"]
+    # the UNet3D's temporal conv at 128 px, 4 frames: batch = 16 x 16 latent pixels
+    assert Conv(256, 320, 320, (4,), (3,)) in shapes["conv1d"]
+    # the LLaMA decode step's KV-cache append (2 layers, 511 cached + 1 new, 4096 wide)
+    assert Elementwise("memcpy", 512 * 4096) in shapes["elementwise"]
+    assert {s.op for s in shapes["elementwise"]} <= set(ELEMENTWISE)
+    assert len(specs) == len({run_module.spec_key(k, s) for k, s in specs})  # distinct
