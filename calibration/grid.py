@@ -66,7 +66,8 @@ def grid(quick: bool = False) -> list[Spec]:
         out.append((f"{norm}_norm", Norm(norm, rows * c, c)))
     for rows, cols in product((1024, 65536) if q else (1024, 16384, 262144), (77, 4096) if q else (77, 256, 1024, 4096, 32000)):
         out.append(("softmax", Softmax(rows, cols)))
-    for op, n in product(("add", "silu", "copy") if q else ("add", "silu", "copy", "memcpy", "gelu", "geglu"),
+    ops = ("add", "silu", "copy") if q else ("add", "silu", "copy", "memcpy", "gelu", "geglu")
+    for op, n in product(ops,
                          (2**10, 2**18, 2**24) if q else (2**10, 2**13, 2**16, 2**19, 2**22, 2**25)):
         out.append(("elementwise", Elementwise(op, n, 2 if op in ("add", "geglu") else 1)))
     for c, side in product((128, 640), (16, 64) if q else (16, 64, 256)):

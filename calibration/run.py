@@ -128,7 +128,8 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
     if quick:
         settings["budget_s"] = min(settings["budget_s"], 0.3)
     roofline = Roofline(catalog)
-    specs = grid(quick) + workload_specs(workload_names, dtype) + (validation_specs(device, dtype) if validation else [])
+    specs = grid(quick) + workload_specs(workload_names, dtype)
+    specs += validation_specs(device, dtype) if validation else []
     unique = {spec_key(k, s): (k, s) for k, s in specs}
     todo, skipped = plan(unique.values(), dtype, settings, roofline)
     # Each pass measures every kernel once, in its own shuffled order, so that slow spells of a
