@@ -39,6 +39,23 @@ def test_prediction_is_exact_at_measured_points_and_close_between_them():
     assert p.predict(between) == pytest.approx(truth, rel=0.15)
 
 
+def test_one_row_products_are_told_apart_from_tiled_ones():
+    # A library with a matrix-vector kernel for one row that streams the weights at 1 TB/s, and a tiled
+    # kernel from two rows on that pads the rows to a 16-row tile at a quarter of that rate: m = 2..16
+    # cost the same, 4x the one-row time. A held-out m = 4 at the grid's corner, whose nearest
+    # neighbours are the m = 1 and m = 16 of its k x n, must come out near the tile's time (a plane in
+    # log m alone through those neighbours gave 45% less, halfway to the one-row time).
+    def seconds(s):
+        rows = 1 if s.m == 1 else -(-s.m // 16) * 16 / 4
+        return 4e-6 + rows * s.k * s.n * 2 / 1e12
+
+    ks = ns = (1024, 2048, 4096, 8192)
+    held = Linear(4, 8192, 8192)
+    shapes = [Linear(m, k, n) for m in (1, 4, 16, 64) for k in ks for n in ns if Linear(m, k, n) != held]
+    p = fit_predictor("linear", "fp16", shapes, [seconds(s) for s in shapes])
+    assert p.predict(held) == pytest.approx(seconds(held), rel=0.1)
+
+
 def test_domain_is_the_measured_box_widened_by_two():
     p = fit_predictor("linear", "fp16", LINEARS, synthetic_seconds(LINEARS))
     assert p.covers(Linear(8192, 4096, 4096))  # 2x the largest m

@@ -56,8 +56,21 @@ def _attention(s) -> tuple:
     return (s.batch * s.heads, s.q_len, s.kv_len, s.head_dim, 2 if s.causal else 1)
 
 
+# BLAS libraries run a one-row product as a matrix-vector kernel (GEMV), a memory stream with no
+# tiling, and switch to a tiled GEMM from two rows on. On the development CPU four rows took 3-5x
+# one row's time (4096 x 16384: 18.7 ms for one row, 87 ms for four, 102 ms for sixteen), a step no
+# plane in log m follows. A feature of its own, e^2 apart, lets the neighbours' plane take the step:
+# held-out linear error over ten random fifths went from 6.5% / 23.0% (median / p90) to 6.3% / 17.6%
+# on the CPU, 3.3% / 10.9% to 3.2% / 10.8% on the measured H100, 2.9% / 10.5% to 2.9% / 10.3% on the A100.
+GEMV_FEATURE = math.exp(2.0)
+
+
+def _linear(s) -> tuple:
+    return (s.m, s.k, s.n, GEMV_FEATURE if s.m == 1 else 1.0)
+
+
 FEATURES: dict[str, Callable[[object], tuple]] = {
-    "linear": lambda s: (s.m, s.k, s.n),
+    "linear": _linear,
     "matmul": lambda s: (s.batch, s.m, s.k, s.n),
     "conv2d": _conv,
     "conv1d": _conv,
