@@ -47,6 +47,11 @@ def parser() -> Parser:
     v.add_argument("--out", type=Path, required=True, help="CSV to write (a directory: validation.csv in it)")
     v.add_argument("--models", nargs="+", help="some of: sd-unet sd-vae-decoder unet3d llama2-7b-prefill "
                    "llama2-7b-decode (default all)")
+    v.add_argument("--isolated", action="store_true",
+                   help="also time each model's kernels one by one right after it: is an error the kernels "
+                        "composing differently in the model, or the profile?")
+    v.add_argument("--rounds", type=int, default=1,
+                   help="time every case this many times, round-robin, and keep the median (default 1)")
     c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
     c.add_argument("--out", type=Path, required=True, help="CSV to write")
     return p
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise UserError(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODELS)}")
             out = args.out / "validation.csv" if args.out.is_dir() or not args.out.suffix else args.out
-            validate(args.device, args.profile, out, models)
+            validate(args.device, args.profile, out, models, args.isolated, args.rounds)
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
-from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, memory_correction
+from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
 from emulator.cost.predictor import fit_predictor
@@ -51,25 +51,12 @@ def settled(medians: list[float], tolerance: float = SETTLE_TOLERANCE) -> bool:
     return abs(a - b) <= tolerance * middle
 
 
-def memory_factor(entry: dict, typical_s: float | None) -> float:
-    """Factor taking a kernel's median to the run's typical memory speed (1 where not measured)."""
-    if not typical_s or "memory_reference_s" not in entry:
-        return 1.0
-    return memory_correction(entry["compute_share"], entry["memory_reference_s"], typical_s)
-
-
-def typical_memory_s(done: dict) -> float | None:
-    references = [e["memory_reference_s"] for e in done.values() if isinstance(e, dict) and "memory_reference_s" in e]
-    return statistics.median(references) if references else None
-
-
 def unsettled(done: dict, todo) -> list:
-    """The (kind, shape, estimate) of todo whose drift-corrected pass medians do not agree yet."""
-    typical = typical_memory_s(done)
+    """The (kind, shape, estimate) of todo whose pass medians do not agree yet."""
     medians: dict[str, list[float]] = {}
     for key, e in done.items():
         if key != "host" and "error" not in e:
-            medians.setdefault(key.split("|", 1)[1], []).append(e["median_s"] * memory_factor(e, typical))
+            medians.setdefault(key.split("|", 1)[1], []).append(e["median_s"])
     return [(k, s, est) for k, s, est in todo if not settled(medians.get(spec_key(k, s), []))]
 
 
@@ -252,16 +239,10 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
         if key != "host":
             measurements.setdefault(spec_key(entry["kind"], shape_from_json(entry["kind"], entry["shape"])),
                                     []).append(entry)
-    # The compute drift is already taken out sample by sample; the memory drift is taken out here.
-    typical = typical_memory_s(done)
+    # The compute drift is taken out sample by sample (calibration/drift.py); the memory reference is
+    # only recorded, since kernel times do not follow it.
     compute_refs = [e["compute_reference_s"] for e in done.values() if isinstance(e, dict)
                     and "compute_reference_s" in e]
-    for entries in measurements.values():
-        for e in entries:
-            if typical and "memory_reference_s" in e and "drift_factor" not in e:
-                factor = memory_factor(e, typical)
-                e["raw_median_s"], e["median_s"] = e["median_s"], e["median_s"] * factor
-                e["drift_factor"] = factor
     by_kind: dict[str, list] = {}
     failed = []
     for entries in measurements.values():
@@ -273,7 +254,7 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
         medians = [e["median_s"] for e in good]
         point = {
             "shape": good[0]["shape"],
-            "median_s": statistics.median(medians),  # over passes (drift-corrected where measured)
+            "median_s": statistics.median(medians),  # over passes (compute-drift-corrected on a CPU)
             "min_s": min(e["min_s"] for e in good),
             "spread": max(e["spread"] for e in good),  # within a pass, the worst
             "pass_medians_s": medians,
@@ -283,9 +264,8 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "buffers": good[0]["buffers"],
             "wall_s": round(sum(e["wall_s"] for e in good), 3),
         }
-        if "drift_factor" in good[0]:
-            point["drift_factors"] = [round(e["drift_factor"], 4) for e in good]
-            point["raw_medians_s"] = [e["raw_median_s"] for e in good]
+        if "memory_reference_s" in good[0]:
+            point["memory_references_s"] = [round(e["memory_reference_s"], 6) for e in good]
         by_kind.setdefault(good[0]["kind"], []).append(point)
     kinds = {}
     for kind, points in sorted(by_kind.items()):
@@ -308,15 +288,15 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
                       + (" --quick" if quick else "") + (" --workloads " + " ".join(workload_names)
                                                          if workload_names else ""),
             "timer": "CUDA events" if device == "cuda" else "perf_counter",
-            "drift_correction": ("each sample rescaled by a 384^3 matmul run before it (compute share); "
-                                 f"each kernel by a 64 MB copy around it, run median {typical:.3e} s (memory "
-                                 "share); see calibration/drift.py") if typical else "none",
+            "drift_correction": ("each batch of samples rescaled by a 384^3 matmul run around it, to the "
+                                 "power of the kernel's compute share; a 64 MB copy timed around each kernel "
+                                 "is recorded, not applied; see calibration/drift.py") if compute_refs
+                                else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         # the speed the kernel times are normalized to, so that later timings on this machine
         # (calibration validate) can be normalized the same way
-        **({"drift_reference": {"compute_s": statistics.median(compute_refs), "memory_s": typical}}
-           if compute_refs and typical else {}),
+        **({"drift_reference": {"compute_s": statistics.median(compute_refs)}} if compute_refs else {}),
         "host": {**done["host"], "included_in_kernel_times": device == "cpu"},
         "kinds": kinds,
         "skipped": [{"kind": k, "shape": shape_to_json(s), "reason": r} for k, s, r in skipped] + failed,

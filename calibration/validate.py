@@ -15,7 +15,11 @@ the same module with the frontend (`workloads.frontend`) and costs that graph
 with the profile. Attention 'flash' runs PyTorch SDPA (diffusers'
 AttnProcessor2_0, transformers' "sdpa"), 'baseline' the unfused
 matmul-softmax-matmul (AttnProcessor, "eager"); the lowering sees whichever
-runs. Writes one CSV row per case and prints the table.
+runs. Writes one CSV row per case and prints the table. With `--isolated` it
+also times each distinct kernel of the lowered graph alone, right after the
+model (`calibration.isolated`), so that an error splits into the kernels
+composing differently in the model and the profile differing from today's
+kernels.
 """
 
 from __future__ import annotations
@@ -182,72 +186,110 @@ def shares(seconds: dict[str, float]) -> dict[str, float]:
 
 
 FIELDS = ["case", "model", "batch", "size", "frames", "layers", "attention", "measured_s", "predicted_s", "error",
-          "max_share_diff_points", "graph_ops", "fallback_ops", "normalized", "failure"] + \
+          "max_share_diff_points", "graph_ops", "fallback_ops", "normalized", "failure", "isolated_s",
+          "untimed_ops", "measured_rounds_s"] + \
          [f"share_measured_{c}" for c in CATEGORIES] + [f"share_predicted_{c}" for c in CATEGORIES]
 
 
-def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MODELS) -> list[dict]:
+def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MODELS,
+             isolated: bool = False, rounds: int = 1) -> list[dict]:
+    """Every case, `rounds` times round-robin; each row keeps the median over rounds of the timed seconds.
+
+    A shared machine's speed wanders over minutes in ways the drift references do not fully follow,
+    and the profile's times are medians over passes spread over a whole calibration run: rounds
+    spread a case's timing over the run in the same way. The CSV is rewritten after every round.
+    """
+    cases = default_cases(device, models)
+    rows: list[dict] = []
+    for r in range(rounds):
+        for i, case in enumerate(cases):
+            row = validate_case(case, device, profile, isolated)
+            if r == 0:
+                rows.append(row)
+            else:  # the prediction and the shares do not change between rounds; the timings do
+                for key in ("measured_s", "isolated_s"):
+                    if row.get(key):
+                        rows[i].setdefault(f"{key}_rounds", [rows[i][key]]).append(row[key])
+                        rows[i][key] = statistics.median(rows[i][f"{key}_rounds"])
+                if rows[i].get("measured_s"):
+                    rows[i]["error"] = (rows[i]["predicted_s"] - rows[i]["measured_s"]) / rows[i]["measured_s"]
+            print((f"round {r + 1}/{rounds} " if rounds > 1 else "") + line(row), file=sys.stderr, flush=True)
+        write_rows(out, rows)
+    print(table(rows))
+    return rows
+
+
+def write_rows(out: Path, rows: list[dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            rounds = row.get("measured_s_rounds")
+            writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
+
+
+def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict:
+    """One case's row: measured and predicted seconds, category shares (a failure is recorded, not raised)."""
     import torch
 
     from calibration.categories import measured_categories
     from emulator.cost import cost_model
 
     dtype = torch.float16 if device == "cuda" else torch.float32
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        writer.writeheader()
-        for case in default_cases(device, models):
-            row = {"case": case.label, "model": case.name, "batch": case.batch, "size": case.size,
-                   "frames": case.frames or "", "layers": case.layers or "", "attention": case.attention}
-            fn = None
-            try:
-                with torch.no_grad():
-                    module, inputs, kwargs, fn, reset = build(case, device, dtype)
-                    cost = cost_model(profile, case.attention)
-                    predicted, graph = predict(module, inputs, kwargs, cost, reset)
-                    speed = getattr(cost, "data", {}).get("drift_reference")
-                    if device == "cpu" and speed:  # time it at the speed the profile was normalized to
-                        from calibration.drift import (
-                            DriftReference,
-                            normalized_cpu_time,
-                        )
+    row = {"case": case.label, "model": case.name, "batch": case.batch, "size": case.size,
+           "frames": case.frames or "", "layers": case.layers or "", "attention": case.attention}
+    fn = None
+    try:
+        with torch.no_grad():
+            module, inputs, kwargs, fn, reset = build(case, device, dtype)
+            cost = cost_model(profile, case.attention)
+            predicted, graph = predict(module, inputs, kwargs, cost, reset)
+            speed = getattr(cost, "data", {}).get("drift_reference")
+            if device == "cpu" and speed:  # time it at the speed the profile was normalized to
+                from calibration.drift import DriftReference, normalized_cpu_time
 
-                        w = compute_share_of(graph, cost)
-                        measured = normalized_cpu_time(fn, DriftReference(), speed["compute_s"], speed["memory_s"], w)
-                        row["normalized"] = f"to the profile's reference speed, compute share {w:.2f}"
-                    else:
-                        measured = time_call(fn, device)
-                    categories = measured_categories(fn, device)
-                m, p = shares(categories), shares(predicted.by_category_s)
-                row.update(measured_s=measured, predicted_s=predicted.seconds,
-                           error=(predicted.seconds - measured) / measured,
-                           max_share_diff_points=100 * max(abs(m[c] - p[c]) for c in CATEGORIES),
-                           graph_ops=len(graph.ops), fallback_ops=predicted.fallback_ops,
-                           **{f"share_measured_{c}": m[c] for c in CATEGORIES},
-                           **{f"share_predicted_{c}": p[c] for c in CATEGORIES})
-            except Exception as e:  # noqa: BLE001 (one failing case must not lose the others)
-                row["failure"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
-            finally:
-                fn = None
-                if device == "cuda":
-                    torch.cuda.empty_cache()
-            rows.append(row)
-            writer.writerow(row)
-            f.flush()
-            print(line(row), file=sys.stderr, flush=True)
-    print(table(rows))
-    return rows
+                w = compute_share_of(graph, cost)
+                measured = normalized_cpu_time(fn, DriftReference(), speed["compute_s"], w)
+                row["normalized"] = f"to the profile's reference speed, compute share {w:.2f}"
+            else:
+                measured = time_call(fn, device)
+            categories = measured_categories(fn, device)
+            if isolated:  # the same kernels alone, now: composition apart from the profile's error
+                from calibration.isolated import isolated_seconds
+
+                alone = isolated_seconds(graph, case.attention, "fp16" if device == "cuda" else "fp32",
+                                         device, cost.device.l2_MB * 1e6, speed if device == "cpu" else None)
+                row["untimed_ops"] = int(alone.pop("untimed"))
+                row["isolated_s"] = sum(alone.values())
+        m, p = shares(categories), shares(predicted.by_category_s)
+        row.update(measured_s=measured, predicted_s=predicted.seconds,
+                   error=(predicted.seconds - measured) / measured,
+                   max_share_diff_points=100 * max(abs(m[c] - p[c]) for c in CATEGORIES),
+                   graph_ops=len(graph.ops), fallback_ops=predicted.fallback_ops,
+                   **{f"share_measured_{c}": m[c] for c in CATEGORIES},
+                   **{f"share_predicted_{c}": p[c] for c in CATEGORIES})
+    except Exception as e:  # noqa: BLE001 (one failing case must not lose the others)
+        row["failure"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    finally:
+        fn = None
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return row
 
 
 def line(row: dict) -> str:
     if row.get("failure"):
         return f"{row['case']:28s} {row['attention']:8s} failed: {row['failure']}"
-    return (f"{row['case']:28s} {row['attention']:8s} {row['measured_s']:10.4f} {row['predicted_s']:10.4f} "
+    text = (f"{row['case']:28s} {row['attention']:8s} {row['measured_s']:10.4f} {row['predicted_s']:10.4f} "
             f"{100 * row['error']:+7.1f}% {row['max_share_diff_points']:6.1f}")
+    if row.get("isolated_s"):
+        text += f" {row['isolated_s']:10.4f} {100 * (row['measured_s'] / row['isolated_s'] - 1):+7.1f}%"
+    return text
 
 
 def table(rows: list[dict]) -> str:
     head = f"{'case':28s} {'attention':8s} {'measured s':>10s} {'predicted':>10s} {'error':>8s} {'share pts':>6s}"
+    if any(r.get("isolated_s") for r in rows):  # --isolated: the kernels alone, and the model against them
+        head += f" {'alone s':>10s} {'model/alone':>8s}"
     return "\n".join([head, "-" * len(head)] + [line(r) for r in rows])

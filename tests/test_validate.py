@@ -50,3 +50,38 @@ def test_cpu_cases_are_reduced_and_cover_both_attentions():
     assert {c.name for c in cases} == {"sd-unet", "sd-vae-decoder", "unet3d", "llama2-7b-prefill", "llama2-7b-decode"}
     assert all(c.layers for c in cases if c.name.startswith("llama"))
     assert "max_share_diff_points" in FIELDS
+
+
+def test_kernels_alone_cover_every_kernel_of_the_graph_once_per_use():
+    from calibration.isolated import isolated_seconds
+    from calibration.validate import time_call
+    from emulator.cost.kernels import kernel_kind
+
+    model, x = Tiny().eval(), torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        _, graph = predict(model, (x,), {}, cost_model("cpu"), None)
+        alone = isolated_seconds(graph, "flash", "fp32", "cpu", 32e6, budget_s=0.05)
+        whole = time_call(lambda: model(x), "cpu")
+    assert alone.pop("untimed") == 0
+    assert set(alone) == {kernel_kind(op, "flash") for op in graph.ops}
+    assert all(t > 0 for t in alone.values())
+    # Timed alone the kernels add up to the model's order of magnitude (counts applied once, not per shape).
+    assert whole / 4 < sum(alone.values()) < 4 * whole
+
+
+def test_rounds_keep_the_median_timing_and_rewrite_the_csv(tmp_path, monkeypatch):
+    import csv
+
+    import calibration.validate as v
+
+    timings = iter([1.0, 2.0, 1.6, 2.4, 1.2, 1.9])  # case A, case B, round after round
+    monkeypatch.setattr(v, "default_cases", lambda device, models: [v.Case("sd-unet", 1, 256, "flash"),
+                                                                      v.Case("sd-vae-decoder", 1, 128, "flash")])
+    monkeypatch.setattr(v, "validate_case", lambda case, device, profile, isolated: {
+        "case": case.label, "attention": case.attention, "measured_s": next(timings), "predicted_s": 1.5,
+        "error": 0.0, "max_share_diff_points": 0.0})
+    rows = v.validate("cpu", "cpu", tmp_path / "v.csv", rounds=3)
+    assert [r["measured_s"] for r in rows] == [1.2, 2.0]  # medians of (1.0, 1.6, 1.2) and (2.0, 2.4, 1.9)
+    assert rows[0]["error"] == pytest.approx(0.25)  # re-taken against the median
+    written = list(csv.DictReader((tmp_path / "v.csv").open()))
+    assert written[1]["measured_rounds_s"] == "2.0000 2.4000 1.9000"
