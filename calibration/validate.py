@@ -159,6 +159,21 @@ def _llama(case: Case, device: str, dtype):
     return model, (token,), kwargs, step, lambda: cache.crop(-1)  # the lowering ran one step too
 
 
+def page_faults(fn) -> int:
+    """Minor page faults of one call: fresh memory the allocator got from the OS and the OS zeroed.
+
+    Eager PyTorch on glibc's malloc takes big tensors from mmap and hands them back on free, so a
+    model call can fault in gigabytes of fresh pages that the kernels, timed alone on reused
+    buffers, never do: the SD UNet at 256x256 took 306k faults (1.25 GB) a call on the development
+    CPU, and ran 26% faster with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised (0 faults).
+    """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
 def compute_share_of(graph, cost) -> float:
     """The compute part of a graph's kernel time: per-op roofline compute shares weighted by op time."""
     from calibration.drift import compute_share
@@ -187,7 +202,7 @@ def shares(seconds: dict[str, float]) -> dict[str, float]:
 
 FIELDS = ["case", "model", "batch", "size", "frames", "layers", "attention", "measured_s", "predicted_s", "error",
           "max_share_diff_points", "graph_ops", "fallback_ops", "normalized", "failure", "isolated_s",
-          "untimed_ops", "measured_rounds_s"] + \
+          "untimed_ops", "measured_rounds_s", "page_faults_per_call"] + \
          [f"share_measured_{c}" for c in CATEGORIES] + [f"share_predicted_{c}" for c in CATEGORIES]
 
 
@@ -255,6 +270,8 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict
             else:
                 measured = time_call(fn, device)
             categories = measured_categories(fn, device)
+            if device == "cpu":
+                row["page_faults_per_call"] = page_faults(fn)
             if isolated:  # the same kernels alone, now: composition apart from the profile's error
                 from calibration.isolated import isolated_seconds
 
