@@ -166,6 +166,7 @@ def page_faults(fn) -> int:
     model call can fault in gigabytes of fresh pages that the kernels, timed alone on reused
     buffers, never do: the SD UNet at 256x256 took 306k faults (1.25 GB) a call on the development
     CPU, and ran 26% faster with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised (0 faults).
+    Other models' gaps do not follow their faults: a diagnostic, not yet a cost.
     """
     import resource
 
