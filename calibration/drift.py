@@ -92,7 +92,7 @@ class DriftCorrectedCpuClock:
             reference.compute_once()
         self.baseline_s = statistics.median(reference.compute_warm() for _ in range(50))
         self.compute_share = 1.0  # set per kernel
-        self.ratios: list[float] = []  # reference now / at start, per sample
+        self.ratios: list[float] = []  # reference now / at start, per batch of samples
 
     def samples(self, run, first: int, n: int) -> list[float]:
         before = self.reference.compute_warm()

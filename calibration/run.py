@@ -37,7 +37,7 @@ SETTINGS = {  # per device type: what fits, how long one kernel may take, how lo
     "cuda": {"max_set_bytes": 6 << 30, "max_kernel_s": 0.25, "budget_s": 0.4, "tolerance": 0.02},
 }
 # Pass medians agree when the two nearest their median differ by at most this share of it. On the
-# 2-core development VM 536 of 978 kernels missed it after two passes, some by 3-6x (a neighbour's
+# 2-core development VM 490-552 of 978 kernels missed it after two passes, some by 3-6x (a neighbour's
 # burst covering one pass of a kernel but not the other); after five, 4% of the target kinds' did.
 SETTLE_TOLERANCE = 0.08
 
