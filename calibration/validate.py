@@ -211,7 +211,7 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
              isolated: bool = False, rounds: int = 1) -> list[dict]:
     """Every case, `rounds` times round-robin; each row keeps the median over rounds of the timed seconds.
 
-    A shared machine's speed wanders over minutes in ways the drift references do not fully follow,
+    A shared machine's speed wanders over minutes in ways the compute reference does not fully follow,
     and the profile's times are medians over passes spread over a whole calibration run: rounds
     spread a case's timing over the run in the same way. The CSV is rewritten after every round.
     """

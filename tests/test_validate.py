@@ -87,7 +87,6 @@ def test_rounds_keep_the_median_timing_and_rewrite_the_csv(tmp_path, monkeypatch
     assert written[1]["measured_rounds_s"] == "2.0000 2.4000 1.9000"
 
 
-
 def test_page_faults_count_fresh_memory_of_one_call():
     from calibration.validate import page_faults
 
