@@ -89,9 +89,29 @@ FEATURES: dict[str, Callable[[object], tuple]] = {
     "embedding": lambda s: (s.tokens, s.dim),
 }
 KINDS = tuple(FEATURES)
+
+# PyTorch runs an fp32 conv on a CPU through oneDNN, except for one small image, which it runs
+# through its own im2col + GEMM: batch 1, no groups, not both kernel sides above 3, and at most
+# 20480 input elements (`use_mkldnn` in ATen's Convolution.cpp, with more than one thread; checked
+# with the profiler on torch 2.13). Two libraries with different costs on either side of a line no
+# plane in log shape features follows: a feature of its own, e^2 apart, as for GEMV.
+NATIVE_CONV_MAX_INPUT_ELEMENTS = 20480
+NATIVE_CONV_FEATURE = math.exp(2.0)
+
+
+def native_cpu_conv(s) -> bool:
+    """Whether PyTorch runs this fp32 CPU conv with its own im2col + GEMM rather than oneDNN."""
+    return (s.batch == 1 and s.groups == 1 and min(s.kernel) <= 3
+            and s.c_in * prod(s.size) <= NATIVE_CONV_MAX_INPUT_ELEMENTS)
+
+
+def _cpu_conv(s) -> tuple:
+    return _conv_per_image(s) + (NATIVE_CONV_FEATURE if native_cpu_conv(s) else 1.0,)
+
+
 # Features where a host CPU differs. On the measured H100 a separate batch feature raised conv2d's
 # held-out median error from 5.6% to 7.3-8.6%; on the CPU it lowered it from 9.3% to 7.3%.
-CPU_FEATURES: dict[str, Callable[[object], tuple]] = {"conv2d": _conv_per_image, "conv1d": _conv_per_image}
+CPU_FEATURES: dict[str, Callable[[object], tuple]] = {"conv2d": _cpu_conv, "conv1d": _cpu_conv}
 
 
 def log_features(kind: str, shape, cpu: bool = False) -> np.ndarray:
