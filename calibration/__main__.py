@@ -34,6 +34,9 @@ def parser() -> Parser:
     r.add_argument("--max-passes", type=int, default=None,
                    help="then measure again, in extra passes up to this many in all, the kernels whose pass "
                         "medians disagree by more than 8%% (default: no extra passes)")
+    r.add_argument("--allocator", choices=("reuse", "default"), default="reuse",
+                   help="on a CPU: keep freed memory for reuse (default), or glibc's default, whose fresh pages "
+                        "make big kernels' times depend on what ran before (calibration/allocator.py)")
     rep = sub.add_parser("report", help="held-out prediction error of a profile, per kind")
     rep.add_argument("profile")
     rep.add_argument("--seed", type=int, default=0)
@@ -50,6 +53,8 @@ def parser() -> Parser:
     v.add_argument("--isolated", action="store_true",
                    help="also time each model's kernels one by one right after it: is an error the kernels "
                         "composing differently in the model, or the profile?")
+    v.add_argument("--allocator", choices=("reuse", "default"),
+                   help="on a CPU: the allocator state to time the models in (default: the profile's)")
     v.add_argument("--rounds", type=int, default=1,
                    help="time every case this many times, round-robin, and keep the median (default 1)")
     c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in args.workloads:
                     workloads.get(name)
             run(args.device, dtype, args.quick, args.workloads, args.out, args.device_name, args.max_kernel_s,
-                args.passes, args.max_passes, args.validation)
+                args.passes, args.max_passes, args.validation, args.allocator)
         elif args.command == "report":
             from calibration.report import against, report
 
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise UserError(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODELS)}")
             out = args.out / "validation.csv" if args.out.is_dir() or not args.out.suffix else args.out
-            validate(args.device, args.profile, out, models, args.isolated, args.rounds)
+            validate(args.device, args.profile, out, models, args.isolated, args.rounds, args.allocator)
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 

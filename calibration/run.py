@@ -1,6 +1,7 @@
 """`python -m calibration run`: measure every kernel kind on this device, fit predictors, write a profile.
 
-Steps: collect the grid and workload shapes; drop those that would not fit in
+Steps: on a CPU, keep freed memory for reuse (calibration/allocator.py); collect
+the grid and workload shapes; drop those that would not fit in
 memory or would take longer than `max_kernel_s` per run (listed in the profile
 as skipped); print how many kernels remain and an estimate of the time; measure
 the host's dispatch time; time each kernel (progress bar), appending each result
@@ -21,6 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from calibration.allocator import REUSE
+from calibration.allocator import apply as apply_allocator
 from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
 from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share
@@ -96,7 +99,7 @@ def plan(specs, dtype: str, settings: dict, roofline: Roofline):
 
 def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Path,
         device_name: str | None = None, max_kernel_s: float | None = None, passes: int = 1,
-        max_passes: int | None = None, validation: bool = False) -> dict:
+        max_passes: int | None = None, validation: bool = False, allocator: str = REUSE) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -107,6 +110,9 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
         raise SystemExit("error: --device cuda but torch sees no CUDA device")
     torch.manual_seed(0)
     fp = fingerprint(device)
+    # On a CPU freed memory is kept for reuse before anything is allocated (calibration/allocator.py);
+    # a GPU's caching allocator does that already.
+    allocator = apply_allocator(allocator) if device == "cpu" else None
     name = device_name or catalog_name(fp)
     catalog = catalog_device(name)
     settings = dict(SETTINGS[device])
@@ -128,7 +134,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
         jobs += [(p, kind, shape, est) for kind, shape, est in order]
 
     partial_path = out.with_name(out.name + ".partial.jsonl")
-    done = _resume(partial_path, device, dtype, fp)
+    done = _resume(partial_path, device, dtype, fp, allocator)
     remaining = [j for j in jobs if _job_key(j[0], j[1], j[2]) not in done]
     fill_Bps = 1e9 if device == "cpu" else 100e9  # filling input buffers with random values
     cache = catalog.l2_MB * 1e6
@@ -145,7 +151,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
 
     with partial_path.open("a") as log:
         if "host" not in done:
-            host = {"s_per_kernel": dispatch_seconds(device)}
+            host = {"s_per_kernel": dispatch_seconds(device), **({"allocator": allocator} if allocator else {})}
             if device == "cuda":  # on a CPU the kernel times include the host's work
                 try:
                     framework = framework_seconds_per_op(device)
@@ -157,7 +163,8 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
                 else:
                     print("diffusers/transformers not importable: host time per op = bare dispatch",
                           file=sys.stderr)
-            log.write(json.dumps({"host": host, "device": device, "dtype": dtype, "torch": fp["torch"]}) + "\n")
+            log.write(json.dumps({"host": host, "device": device, "dtype": dtype, "torch": fp["torch"],
+                                  "allocator": allocator}) + "\n")
             done["host"] = host
         reference = DriftReference() if device == "cpu" else None  # GPU clocks hold steady
         clock = CudaClock() if device == "cuda" else DriftCorrectedCpuClock(reference)
@@ -198,8 +205,8 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
             if not again:
                 break
             random.Random(p).shuffle(again)
-            for kind, shape, _ in tqdm(again, desc=f"pass {p + 1}, kernels whose passes disagree", unit="kernel",
-                                       file=sys.stderr):
+            for kind, shape, _ in tqdm(again, desc=f"pass {p + 1}, kernels whose passes disagree",
+                                       unit="kernel", file=sys.stderr):
                 if _job_key(p, kind, shape) not in done:
                     measure_kernel(p, kind, shape)
 
@@ -214,14 +221,14 @@ def _job_key(p: int, kind: str, shape) -> str:
     return f"{p}|{spec_key(kind, shape)}"
 
 
-def _resume(path: Path, device: str, dtype: str, fp: dict) -> dict:
-    """Measurements of an interrupted run of the same device, dtype and torch, keyed by pass and spec."""
+def _resume(path: Path, device: str, dtype: str, fp: dict, allocator: str | None = None) -> dict:
+    """Measurements of an interrupted run of the same device, dtype, torch and allocator state, by pass and spec."""
     done: dict = {}
     if not path.exists():
         return done
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not lines or lines[0].get("device") != device or lines[0].get("dtype") != dtype \
-            or lines[0].get("torch") != fp["torch"]:
+            or lines[0].get("torch") != fp["torch"] or lines[0].get("allocator") != allocator:
         path.unlink()  # another device or setup: start afresh
         return done
     done["host"] = lines[0]["host"]
@@ -285,6 +292,7 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "method": f"python -m calibration run --device {device} --dtype {dtype} --passes {passes}"
                       + (f" --max-passes {max_passes}" if max_passes and max_passes > passes else "")
                       + (" --validation" if validation else "")
+                      + (f" --allocator {done['host']['allocator']}" if done["host"].get("allocator") else "")
                       + (" --quick" if quick else "") + (" --workloads " + " ".join(workload_names)
                                                          if workload_names else ""),
             "timer": "CUDA events" if device == "cuda" else "perf_counter",

@@ -162,11 +162,10 @@ def _llama(case: Case, device: str, dtype):
 def page_faults(fn) -> int:
     """Minor page faults of one call: fresh memory the allocator got from the OS and the OS zeroed.
 
-    Eager PyTorch on glibc's malloc takes big tensors from mmap and hands them back on free, so a
-    model call can fault in gigabytes of fresh pages that the kernels, timed alone on reused
-    buffers, never do: the SD UNet at 256x256 took 306k faults (1.25 GB) a call on the development
-    CPU, and ran 26% faster with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised (0 faults).
-    Other models' gaps do not follow their faults: a diagnostic, not yet a cost.
+    With glibc's default state a model call can fault in gigabytes (the SD UNet at 256x256: 306k
+    faults, 1.25 GB a call, from oneDNN's weight reorders); with freed memory kept, the state CPU
+    profiles are measured in (calibration/allocator.py), a model in steady state takes next to none.
+    A row with many says the timing paid for fresh memory the profile's kernels did not.
     """
     import resource
 
@@ -203,23 +202,37 @@ def shares(seconds: dict[str, float]) -> dict[str, float]:
 
 FIELDS = ["case", "model", "batch", "size", "frames", "layers", "attention", "measured_s", "predicted_s", "error",
           "max_share_diff_points", "graph_ops", "fallback_ops", "normalized", "failure", "isolated_s",
-          "untimed_ops", "measured_rounds_s", "page_faults_per_call"] + \
+          "untimed_ops", "measured_rounds_s", "page_faults_per_call", "allocator"] + \
          [f"share_measured_{c}" for c in CATEGORIES] + [f"share_predicted_{c}" for c in CATEGORIES]
 
 
 def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MODELS,
-             isolated: bool = False, rounds: int = 1) -> list[dict]:
+             isolated: bool = False, rounds: int = 1, allocator: str | None = None) -> list[dict]:
     """Every case, `rounds` times round-robin; each row keeps the median over rounds of the timed seconds.
+
+    On a CPU the models run in the allocator state the profile's kernels were measured in (its
+    `host.allocator`, calibration/allocator.py) unless `allocator` names another.
 
     A shared machine's speed wanders over minutes in ways the compute reference does not fully follow,
     and the profile's times are medians over passes spread over a whole calibration run: rounds
     spread a case's timing over the run in the same way. The CSV is rewritten after every round.
     """
     cases = default_cases(device, models)
+    state = None
+    if device == "cpu":
+        from calibration.allocator import DEFAULT
+        from calibration.allocator import apply as apply_allocator
+        from emulator.cost.profile import load_profile, shipped_profile
+
+        path = shipped_profile(profile) or profile
+        recorded = load_profile(path).get("host", {}).get("allocator", DEFAULT) if Path(path).exists() else DEFAULT
+        state = apply_allocator(allocator or recorded)
+        print(f"allocator: {state} (the profile's: {recorded})", file=sys.stderr)
     rows: list[dict] = []
     for r in range(rounds):
         for i, case in enumerate(cases):
             row = validate_case(case, device, profile, isolated)
+            row["allocator"] = state or ""
             if r == 0:
                 rows.append(row)
             else:  # the prediction and the shares do not change between rounds; the timings do

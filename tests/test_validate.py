@@ -85,15 +85,3 @@ def test_rounds_keep_the_median_timing_and_rewrite_the_csv(tmp_path, monkeypatch
     assert rows[0]["error"] == pytest.approx(0.25)  # re-taken against the median
     written = list(csv.DictReader((tmp_path / "v.csv").open()))
     assert written[1]["measured_rounds_s"] == "2.0000 2.4000 1.9000"
-
-
-def test_page_faults_count_fresh_memory_of_one_call():
-    from calibration.validate import page_faults
-
-    # A fresh 64 MB tensor (above glibc's largest mmap threshold, 32 MB) filled once: the OS must fault
-    # in its 16384 pages of 4 KB, or fewer with huge pages, never none.
-    faults = page_faults(lambda: torch.ones(16 * 1024 * 1024))
-    assert 16 <= faults <= 16384 + 1000  # 32 with 2 MB huge pages
-    buffer = torch.empty(16 * 1024 * 1024)
-    buffer.fill_(1.0)
-    assert page_faults(lambda: buffer.fill_(2.0)) < 100  # reused memory faults no more
