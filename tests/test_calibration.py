@@ -157,9 +157,9 @@ def test_pass_medians_settle_when_the_two_nearest_their_median_agree():
 def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_path, monkeypatch):
     from calibration import kernels, timers
 
-    noisy, steady = Linear(3, 8, 8), Linear(5, 8, 8)
-    monkeypatch.setattr(run_module, "grid", lambda quick: [("linear", noisy), ("linear", steady)])
-    current, calls = [], {noisy: 0, steady: 0}
+    noisy, steady, cheap = Linear(3, 8, 8), Linear(5, 8, 8), Linear(7, 8, 8)
+    monkeypatch.setattr(run_module, "grid", lambda quick: [("linear", noisy), ("linear", steady), ("linear", cheap)])
+    current, calls = [], {noisy: 0, steady: 0, cheap: 0}
     original_runner = kernels.make_runner
 
     def recording_runner(kind, shape, *args):
@@ -167,12 +167,14 @@ def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_
         return original_runner(kind, shape, *args)
 
     def fake_measure(run, clock, **kw):
-        # The noisy kernel's second measurement is 3x slow, as if a neighbour's burst covered it.
+        # The noisy kernel's second measurement is 3x slow, as if a neighbour's burst covered it. The
+        # cheap one runs under CHEAP_KERNEL_S.
         clock.samples(run, 0, 1)  # the clock's drift bookkeeping, as a real measurement does
         shape = current[0]
         calls[shape] += 1
         slow = shape == noisy and calls[shape] == 2
-        return timers.Timing(median_s=3e-3 if slow else 1e-3, min_s=1e-3, spread=0.0, repeats=5, rejected=0)
+        median = 1e-3 if shape == cheap else 3 * run_module.CHEAP_KERNEL_S * (3 if slow else 1)
+        return timers.Timing(median_s=median, min_s=median, spread=0.0, repeats=5, rejected=0)
 
     class SteadyMemory(run_module.DriftReference):
         def memory(self, runs: int = 3) -> float:
@@ -183,12 +185,14 @@ def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_
     monkeypatch.setattr(run_module, "DriftReference", SteadyMemory)
     out = tmp_path / "p.json"
     run_module.run("cpu", "fp32", True, [], out, passes=2, max_passes=5)
-    assert calls == {noisy: 3, steady: 2}  # one extra pass settles it; the steady kernel is not re-measured
+    # One extra pass settles the noisy kernel; the steady one is not measured again; the cheap one
+    # is measured in every pass.
+    assert calls == {noisy: 3, steady: 2, cheap: 5}
     profile = load_profile(out)
     assert "--max-passes 5" in profile["provenance"]["method"]
     point = next(p for p in profile["kinds"]["linear"]["points"] if p["shape"]["m"] == 3)
     assert len(point["pass_medians_s"]) == 3
-    assert point["median_s"] == pytest.approx(1e-3)  # the median of three passes drops the slow one
+    assert point["median_s"] == pytest.approx(3 * run_module.CHEAP_KERNEL_S)  # the median drops the slow pass
 
 
 def test_report_holds_out_a_fifth_per_kind(tmp_path):
