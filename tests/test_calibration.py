@@ -230,3 +230,36 @@ def test_validation_shapes_are_the_lowered_real_models_kernels():
     assert Elementwise("memcpy", 512 * 4096) in shapes["elementwise"]
     assert {s.op for s in shapes["elementwise"]} <= set(ELEMENTWISE)
     assert len(specs) == len({run_module.spec_key(k, s) for k, s in specs})  # distinct
+
+
+def test_a_model_is_timed_at_the_profiles_speed_by_the_calibrations_clock():
+    import time
+
+    from calibration.drift import DriftReference, normalized_cpu_time
+
+    class TwiceAsSlow(DriftReference):
+        """The machine now runs the reference in twice the profile's time."""
+
+        def __init__(self):
+            self.readings = 0
+
+        def compute_once(self) -> float:
+            self.readings += 1
+            return 2e-3
+
+        compute_warm = compute_once
+
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.01)
+
+    reference = TwiceAsSlow()
+    compute_bound = normalized_cpu_time(fn, reference, 1e-3, w=1.0, warmup=1, batches=2, batch=3)
+    assert compute_bound == pytest.approx(0.005, rel=0.3)  # half the raw 10 ms, at the profile's speed
+    # One warm-up, then per batch one untimed run after the reference and three timed ones.
+    assert len(calls) == 1 + 2 * (1 + 3)
+    assert reference.readings > 2 * 2  # read around every batch, not once
+    memory_bound = normalized_cpu_time(fn, TwiceAsSlow(), 1e-3, w=0.0)
+    assert memory_bound == pytest.approx(0.01, rel=0.3)  # w = 0: the reference does not apply
