@@ -118,3 +118,53 @@ def test_truncated_and_missing_files_are_refused(tmp_path):
         load_profile(path)
     with pytest.raises(UserError, match="no such profile"):
         load_profile(tmp_path / "absent.json")
+
+
+def test_convs_pytorch_keeps_for_itself_are_told_apart_from_onednn_ones(monkeypatch):
+    # A CPU where PyTorch's own im2col + GEMM (one small image) runs at a third of oneDNN's rate. A held-out
+    # native conv whose nearest neighbours are mostly oneDNN convs (more channels, larger images, more
+    # images) must come out near its own rate; without the backend feature it lands between the two.
+    import emulator.cost.predictor as predictor
+    from emulator.devices import device
+
+    def seconds(s):
+        rate = 1e11 / (3 if predictor.native_cpu_conv(s) else 1)
+        return 5e-6 + Op("", s, "fp32").flops / rate
+
+    held = Conv(1, 320, 320, (8, 8), (3, 3))  # 20480 input elements: native
+    shapes = [Conv(b, c, c, (h, h), (3, 3)) for b in (1, 2, 4) for c in (80, 160, 320, 640, 1280)
+              for h in (2, 4, 8, 16)]
+    shapes.remove(held)
+    cpu = device("cpu")
+
+    def predicted():
+        p = fit_predictor("conv2d", "fp32", shapes, [seconds(s) for s in shapes], cpu)
+        return p.predict(held)
+
+    assert predicted() == pytest.approx(seconds(held), rel=0.1)
+    monkeypatch.setitem(predictor.CPU_FEATURES, "conv2d", predictor._conv_per_image)
+    assert abs(predicted() / seconds(held) - 1) > 0.2
+
+
+@pytest.mark.parametrize("shape", [
+    Conv(1, 320, 320, (8, 8), (3, 3)),  # 20480 input elements: the largest PyTorch keeps for itself
+    Conv(1, 321, 320, (8, 8), (3, 3)),  # one channel more: oneDNN
+    Conv(2, 8, 8, (4, 4), (3, 3)),  # two images: oneDNN
+    Conv(1, 8, 8, (4, 4), (3, 3), groups=2),  # groups: oneDNN
+    Conv(1, 8, 8, (16, 16), (5, 5)),  # both kernel sides above 3: oneDNN
+    Conv(1, 8, 8, (16, 16), (1, 3)),
+])
+def test_the_native_conv_rule_is_the_backend_torch_picks(shape):
+    # The independent source: the aten op torch's dispatcher runs for the conv, seen by its profiler.
+    torch = pytest.importorskip("torch")
+    from emulator.cost.predictor import native_cpu_conv
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("with one thread PyTorch keeps some 1x1 convs for itself as well")
+    x = torch.randn(shape.batch, shape.c_in, *shape.size)
+    w = torch.randn(shape.c_out, shape.c_in // shape.groups, *shape.kernel)
+    padding = tuple(k // 2 for k in shape.kernel)
+    with torch.profiler.profile() as prof:
+        torch.nn.functional.conv2d(x, w, None, shape.stride, padding, 1, shape.groups)
+    names = {e.name for e in prof.events()}
+    assert ("aten::mkldnn_convolution" in names) == (not native_cpu_conv(shape)), names
