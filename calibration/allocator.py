@@ -48,7 +48,10 @@ def reuse_freed_memory() -> bool:
 
 
 def apply(state: str) -> str:
-    """Put this process's allocator in `state`; the state it is in afterwards (REUSE or DEFAULT)."""
+    """Put this process's allocator in `state`; REUSE if freed memory is now kept, else DEFAULT.
+
+    DEFAULT leaves glibc's malloc as it is: it does not undo an earlier REUSE in the same process.
+    """
     if state not in CHOICES:
         raise ValueError(f"allocator state {state!r}: choose from {', '.join(CHOICES)}")
     return REUSE if state == REUSE and reuse_freed_memory() else DEFAULT

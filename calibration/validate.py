@@ -7,9 +7,9 @@ transformers' LlamaForCausalLM with the LLaMA-2-7B config), at full size on a
 GPU and reduced (resolution, frames, batch, depth: stated per case) on a CPU.
 It times the forward call (CUDA events around the whole call on a GPU,
 perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU whose profile
-records the compute speed it was normalized to, the calibration's own clock
-takes each sample to that speed, in batches bracketed by the compute reference
-of `calibration.drift`, since a shared machine's speed drifts by tens of
+records the compute speed it was normalized to, median of 6 in two batches
+bracketed by the compute reference of `calibration.drift`, each sample taken
+to that speed by the calibration's own clock, since a shared machine's speed drifts by tens of
 percent between the calibration and now), measures the time per
 operator category with the PyTorch profiler (`calibration.categories`), lowers
 the same module with the frontend (`workloads.frontend`) and costs that graph
