@@ -86,11 +86,14 @@ class DriftCorrectedCpuClock:
 
     name = "perf_counter, drift-corrected"
 
-    def __init__(self, reference: DriftReference):
+    def __init__(self, reference: DriftReference, baseline_s: float | None = None):
+        """baseline_s: the speed to rescale to (a profile's); by default the reference's speed now."""
         self.reference = reference
-        for _ in range(20):
-            reference.compute_once()
-        self.baseline_s = statistics.median(reference.compute_warm() for _ in range(50))
+        if baseline_s is None:
+            for _ in range(20):
+                reference.compute_once()
+            baseline_s = statistics.median(reference.compute_warm() for _ in range(50))
+        self.baseline_s = baseline_s
         self.compute_share = 1.0  # set per kernel
         self.ratios: list[float] = []  # reference now / at start, per batch of samples
 
@@ -131,8 +134,8 @@ def normalized_cpu_time(fn, reference: DriftReference, compute_s: float, w: floa
     """
     for _ in range(warmup):
         fn()
-    clock = DriftCorrectedCpuClock(reference)
-    clock.baseline_s, clock.compute_share = compute_s, w
+    clock = DriftCorrectedCpuClock(reference, baseline_s=compute_s)
+    clock.compute_share = w
     samples = []
     for b in range(batches):
         samples += clock.samples(lambda _: fn(), 1 + b * batch, batch)

@@ -37,8 +37,7 @@ def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes
     if device == "cuda":
         clock = CudaClock()
     elif reference:
-        clock = DriftCorrectedCpuClock(reference)
-        clock.baseline_s = speed["compute_s"]  # rescale to the profile's speed, not this run's start
+        clock = DriftCorrectedCpuClock(reference, baseline_s=speed["compute_s"])  # the profile's speed
     else:
         clock = CpuClock()
     catalog = catalog_device("cpu") if device == "cpu" else None

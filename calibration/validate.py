@@ -223,10 +223,9 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
     if device == "cpu":
         from calibration.allocator import DEFAULT
         from calibration.allocator import apply as apply_allocator
-        from emulator.cost.profile import load_profile, shipped_profile
+        from emulator.cost import cost_model
 
-        path = shipped_profile(profile) or profile
-        recorded = load_profile(path).get("host", {}).get("allocator", DEFAULT) if Path(path).exists() else DEFAULT
+        recorded = getattr(cost_model(profile), "data", {}).get("host", {}).get("allocator", DEFAULT)
         state = apply_allocator(allocator or recorded)
         print(f"allocator: {state} (the profile's: {recorded})", file=sys.stderr)
     rows: list[dict] = []
