@@ -119,24 +119,3 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
     compute, memory = flops / rate, nbytes / device.bytes_per_s
     return compute / (compute + memory) if compute + memory > 0 else 0.0
 
-
-def normalized_cpu_time(fn, reference: DriftReference, compute_s: float, w: float,
-                        warmup: int = 1, batches: int = 2, batch: int = 3) -> float:
-    """Median time of fn, each sample taken to the compute speed a profile was normalized to.
-
-    compute_s is the profile's reference timing (its `drift_reference`); w is the compute share of
-    fn's work. Used to compare a whole model's time with a CPU profile's prediction, so fn is timed
-    by the calibration's own clock, in batches like a kernel: the reference reads differently next
-    to other work than in a loop of its own. Read as a median of five in a loop before and after each
-    call, as it first was, it put the machine 10-19% faster than the clock's readings around the
-    model's kernels a minute later, and the normalized LLaMA prefill 14% slower than its kernels
-    alone where the raw timings had it 24% faster.
-    """
-    for _ in range(warmup):
-        fn()
-    clock = DriftCorrectedCpuClock(reference, baseline_s=compute_s)
-    clock.compute_share = w
-    samples = []
-    for b in range(batches):
-        samples += clock.samples(lambda _: fn(), 1 + b * batch, batch)
-    return statistics.median(samples)

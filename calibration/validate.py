@@ -7,10 +7,11 @@ transformers' LlamaForCausalLM with the LLaMA-2-7B config), at full size on a
 GPU and reduced (resolution, frames, batch, depth: stated per case) on a CPU.
 It times the forward call (CUDA events around the whole call on a GPU,
 perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU whose profile
-records the compute speed it was normalized to, median of 6 in two batches
-bracketed by the compute reference of `calibration.drift`, each sample taken
-to that speed by the calibration's own clock, since a shared machine's speed drifts by tens of
-percent between the calibration and now), measures the time per
+records the compute speed it was normalized to, median of 5 calls, each cut
+into ~20 ms segments bracketed by the compute reference of `calibration.drift`
+and taken to that speed (`calibration.model_clock`), since a shared machine's
+speed drifts by tens of percent between the calibration and now, and within a
+call; the raw median is kept beside it), measures the time per
 operator category with the PyTorch profiler (`calibration.categories`), lowers
 the same module with the frontend (`workloads.frontend`) and costs that graph
 with the profile. Attention 'flash' runs PyTorch SDPA (diffusers'
@@ -203,7 +204,7 @@ def shares(seconds: dict[str, float]) -> dict[str, float]:
 
 FIELDS = ["case", "model", "batch", "size", "frames", "layers", "attention", "measured_s", "predicted_s", "error",
           "max_share_diff_points", "graph_ops", "fallback_ops", "normalized", "failure", "isolated_s",
-          "untimed_ops", "measured_rounds_s", "page_faults_per_call", "allocator"] + \
+          "untimed_ops", "measured_rounds_s", "page_faults_per_call", "allocator", "measured_raw_s"] + \
          [f"share_measured_{c}" for c in CATEGORIES] + [f"share_predicted_{c}" for c in CATEGORIES]
 
 
@@ -236,7 +237,7 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
             if r == 0:
                 rows.append(row)
             else:  # the prediction and the shares do not change between rounds; the timings do
-                for key in ("measured_s", "isolated_s"):
+                for key in ("measured_s", "isolated_s", "measured_raw_s"):
                     if row.get(key):
                         rows[i].setdefault(f"{key}_rounds", [rows[i][key]]).append(row[key])
                         rows[i][key] = statistics.median(rows[i][f"{key}_rounds"])
@@ -276,11 +277,15 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict
             predicted, graph = predict(module, inputs, kwargs, cost, reset)
             speed = getattr(cost, "data", {}).get("drift_reference")
             if device == "cpu" and speed:  # time it at the speed the profile was normalized to
-                from calibration.drift import DriftReference, normalized_cpu_time
+                from calibration.drift import DriftReference
+                from calibration.model_clock import time_model
 
                 w = compute_share_of(graph, cost)
-                measured = normalized_cpu_time(fn, DriftReference(), speed["compute_s"], w)
-                row["normalized"] = f"to the profile's reference speed, compute share {w:.2f}"
+                timing = time_model(module, fn, DriftReference(), speed["compute_s"], w)
+                measured = timing.normalized_s
+                row["measured_raw_s"] = timing.raw_s
+                row["normalized"] = (f"to the profile's reference speed, compute share {w:.2f}, "
+                                     f"{timing.segments_per_call} segments a call")
             else:
                 measured = time_call(fn, device)
             categories = measured_categories(fn, device)

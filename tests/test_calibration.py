@@ -1,6 +1,7 @@
 """Calibration on the CPU with tiny shapes: timers, kernel runners, a resumable run, the report."""
 
 import json
+import math
 
 import pytest
 
@@ -224,42 +225,58 @@ def test_validation_shapes_are_the_lowered_real_models_kernels():
     shapes = {kind: [s for k, s in specs if k == kind] for kind, _ in specs}
     # the SD UNet decoder's skip-connection conv at 256 px (latent 32, deepest level 4x4)
     assert Conv(1, 2560, 1280, (4, 4), (3, 3)) in shapes["conv2d"]
-    # the UNet3D's temporal conv at 128 px, 4 frames: batch = 16 x 16 latent pixels
-    assert Conv(256, 320, 320, (4,), (3,)) in shapes["conv1d"]
+    # the UNet3D's temporal conv at 128 px, 4 frames: diffusers' Conv3d with a (3, 1, 1) kernel
+    assert Conv(1, 320, 320, (4, 16, 16), (3, 1, 1), bias=True) in shapes["conv3d"]
     # the LLaMA decode step's KV-cache append (2 layers, 511 cached + 1 new, 4096 wide)
     assert Elementwise("memcpy", 512 * 4096) in shapes["elementwise"]
     assert {s.op for s in shapes["elementwise"]} <= set(ELEMENTWISE)
     assert len(specs) == len({run_module.spec_key(k, s) for k, s in specs})  # distinct
 
 
-def test_a_model_is_timed_at_the_profiles_speed_by_the_calibrations_clock():
+def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments():
     import time
 
-    from calibration.drift import DriftReference, normalized_cpu_time
+    import torch
 
-    class TwiceAsSlow(DriftReference):
-        """The machine now runs the reference in twice the profile's time."""
+    from calibration.model_clock import SegmentedModelClock, time_model
+
+    class SlowingMachine:
+        """The reference reads 1, 2, 3, ... ms: the machine slows down a step at every reading."""
 
         def __init__(self):
             self.readings = 0
 
-        def compute_once(self) -> float:
+        def compute_warm(self) -> float:
             self.readings += 1
-            return 2e-3
+            return self.readings * 1e-3
 
-        compute_warm = compute_once
+    class Sleeper(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.01)
+            return x
 
-    calls = []
+    model = torch.nn.Sequential(Sleeper(), Sleeper(), Sleeper())  # 4 modules: the container and 3 children
 
     def fn():
-        calls.append(1)
-        time.sleep(0.01)
+        model(torch.zeros(1))
 
-    reference = TwiceAsSlow()
-    compute_bound = normalized_cpu_time(fn, reference, 1e-3, w=1.0, warmup=1, batches=2, batch=3)
-    assert compute_bound == pytest.approx(0.005, rel=0.3)  # half the raw 10 ms, at the profile's speed
-    # One warm-up, then per batch one untimed run after the reference and three timed ones.
-    assert len(calls) == 1 + 2 * (1 + 3)
-    assert reference.readings == 2 * 2  # read before and after every batch, not once
-    memory_bound = normalized_cpu_time(fn, TwiceAsSlow(), 1e-3, w=0.0)
-    assert memory_bound == pytest.approx(0.01, rel=0.3)  # w = 0: the reference does not apply
+    reference = SlowingMachine()
+    clock = SegmentedModelClock(model, reference, baseline_s=1e-3, compute_share=1.0, interval_s=0.005)
+    segments = clock.call(fn)
+    # The container and the first child enter at once; each later child closes a 10 ms segment,
+    # and the end of the call closes the last: 3 segments, 4 readings.
+    assert len(segments) == 3 and reference.readings == 4
+    assert [(b, a) for _, b, a in segments] == [(1e-3, 2e-3), (2e-3, 3e-3), (3e-3, 4e-3)]
+    assert all(s == pytest.approx(0.01, abs=0.005) for s, _, _ in segments)
+    # Each segment is taken to the baseline by the geometric mean of its two readings (hand-computed).
+    expected = sum(s / math.sqrt(b * a / 1e-6) for s, b, a in segments)
+    assert clock.normalized(segments) == pytest.approx(expected, rel=1e-12)
+    clock.remove()
+    whole = SegmentedModelClock(model, reference, 1e-3, 1.0, interval_s=1.0)  # longer than a call
+    assert len(whole.call(fn)) == 1
+    whole.remove()
+
+    memory_bound = time_model(model, fn, SlowingMachine(), 1e-3, compute_share=0.0, calls=3, interval_s=0.005)
+    assert memory_bound.normalized_s == pytest.approx(memory_bound.raw_s)  # w = 0: the reference does not apply
+    assert memory_bound.segments_per_call == 3
+    assert not model._forward_pre_hooks  # the hooks are gone after timing
