@@ -46,10 +46,25 @@ def grid(quick: bool = False) -> list[Spec]:
             out += [("conv2d", Conv(2, c, c, (side, side), (1, 1))),
                     ("conv2d", Conv(2, c, c, (2 * side, 2 * side), (3, 3), stride=2)),
                     ("conv2d", Conv(2, 2 * c, c, (side, side), (3, 3)))]
+        # 1x1 convs (a UNet's shortcuts and attention projections, c_in = 1-3x c_out) and stride-2
+        # downsamplers at a UNet's levels: 320 channels at the largest sides, 1280 at the smallest.
+        # The CPU libraries pick their kernels for these apart from the 3x3 family: with four such
+        # points the held-out conv2d error had its worst tail here.
+        for (c, sides), batch in product(((320, (16, 32, 64)), (640, (8, 16, 32)), (1280, (4, 8, 16))), (1, 2)):
+            for side in sides:
+                out += [("conv2d", Conv(batch, ratio * c, c, (side, side), (1, 1))) for ratio in (1, 2, 3)]
+                out.append(("conv2d", Conv(batch, c, c, (2 * side, 2 * side), (3, 3), stride=2)))
     # Temporal convs: batch = video batch x latent pixels, from a few (reduced sizes, deep blocks) to 65k.
     for batch, c, frames in product((4096,) if q else (4, 16, 64, 256, 4096, 65536),
                                     (320,) if q else (320, 640, 1280), (16,) if q else (4, 8, 16, 76)):
         out.append(("conv1d", Conv(batch, c, c, (frames,), (3,))))
+    # The same temporal conv as diffusers' video UNets run it: a conv3d with a (3, 1, 1) kernel over
+    # [B, C, F, H, W], which PyTorch times differently from the conv1d above (2x faster at 128 px on the
+    # development CPU). A UNet's levels: 320 channels at the latent side, 640 at half, 1280 below.
+    for latent, (c, div), frames, batch in product((16,) if q else (16, 32, 64), ((320, 1), (640, 2), (1280, 4),
+                                                    (1280, 8)), (8,) if q else (4, 8, 16), (1,) if q else (1, 2)):
+        if batch == 1 or frames == 8:
+            out.append(("conv3d", Conv(batch, c, c, (frames, latent // div, latent // div), (3, 1, 1))))
     attention = list(product((16,) if q else (16, 128), (1, 256, 4096) if q else (1, 16, 64, 256, 1024, 4096),
                              (77, 1024, 4096) if q else (77, 256, 1024, 4096), (64,) if q else (40, 64, 128)))
     causal = [] if q else [(16, n, n, 128) for n in (256, 1024, 4096)]

@@ -50,8 +50,8 @@ def make_runner(kind: str, s, dtype: str, device: str, buffers: int) -> Runner:
     if kind == "matmul":
         sets = _sets(buffers, lambda: (rand(s.batch, s.m, s.k), rand(s.batch, s.k, s.n)))
         return _runner(sets, torch.bmm, "torch.bmm")
-    if kind in ("conv2d", "conv1d"):
-        conv = F.conv2d if kind == "conv2d" else F.conv1d
+    if kind in ("conv1d", "conv2d", "conv3d"):
+        conv = {"conv1d": F.conv1d, "conv2d": F.conv2d, "conv3d": F.conv3d}[kind]
         pad = tuple(k // 2 for k in s.kernel)
         sets = _sets(buffers, lambda: (rand(s.batch, s.c_in, *s.size),
                                        rand(s.c_out, s.c_in // s.groups, *s.kernel),

@@ -153,6 +153,12 @@ def test_convs_pytorch_keeps_for_itself_are_told_apart_from_onednn_ones(monkeypa
     Conv(1, 8, 8, (4, 4), (3, 3), groups=2),  # groups: oneDNN
     Conv(1, 8, 8, (16, 16), (5, 5)),  # both kernel sides above 3: oneDNN
     Conv(1, 8, 8, (16, 16), (1, 3)),
+    Conv(1, 8, 8, (16,), (5,)),  # a conv1d is a conv2d of height 1: its kernel is [1, 5], native
+    Conv(4, 8, 8, (16,), (3,)),  # several sequences: oneDNN
+    Conv(1, 320, 320, (4, 16, 64), (3, 1, 1)),  # a conv3d's width is not counted: [N, C, D, H] is 20480
+    Conv(1, 320, 320, (4, 17, 16), (3, 1, 1)),  # 21760: oneDNN
+    Conv(1, 8, 8, (4, 16, 16), (1, 5, 5)),  # the last two kernel sides above 3: oneDNN
+    Conv(1, 8, 8, (4, 16, 16), (5, 3, 5)),
 ])
 def test_the_native_conv_rule_is_the_backend_torch_picks(shape):
     # The independent source: the aten op torch's dispatcher runs for the conv, seen by its profiler.
@@ -165,6 +171,7 @@ def test_the_native_conv_rule_is_the_backend_torch_picks(shape):
     w = torch.randn(shape.c_out, shape.c_in // shape.groups, *shape.kernel)
     padding = tuple(k // 2 for k in shape.kernel)
     with torch.profiler.profile() as prof:
-        torch.nn.functional.conv2d(x, w, None, shape.stride, padding, 1, shape.groups)
+        conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d, 3: torch.nn.functional.conv3d}
+        conv[len(shape.size)](x, w, None, shape.stride, padding, 1, shape.groups)
     names = {e.name for e in prof.events()}
     assert ("aten::mkldnn_convolution" in names) == (not native_cpu_conv(shape)), names

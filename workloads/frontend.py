@@ -130,9 +130,8 @@ class Recorder:
             stride = stride[0] if isinstance(stride, (list, tuple)) else stride
             groups = arg(8, "groups", 1) if base == "convolution" else arg(6, "groups", 1)
             kernel, size = tuple(w.shape[2:]), tuple(x.shape[2:])
-            if len(kernel) == 3 and kernel[1:] == (1, 1):  # a temporal conv over [B, C, F, H, W]: 1-d over frames
-                return Conv(x.shape[0] * size[1] * size[2], x.shape[1], w.shape[0], size[:1], kernel[:1], stride,
-                            groups, arg(2, "bias") is not None)
+            # A temporal conv over [B, C, F, H, W] with a (k, 1, 1) kernel stays a conv3d: PyTorch runs it
+            # unlike a conv1d over [B*H*W, C, F] of the same work (2x faster on the development CPU).
             if len(kernel) == 3 and kernel[0] == 1:  # a spatial conv applied to every frame
                 return Conv(x.shape[0] * size[0], x.shape[1], w.shape[0], size[1:], kernel[1:], stride, groups,
                             arg(2, "bias") is not None)

@@ -74,6 +74,7 @@ FEATURES: dict[str, Callable[[object], tuple]] = {
     "matmul": lambda s: (s.batch, s.m, s.k, s.n),
     "conv2d": _conv,
     "conv1d": _conv,
+    "conv3d": _conv,
     "attention_flash": _attention,
     "attention_baseline": _attention,
     # Group norm parallelizes over (sample, group) rows: their number shapes its time as much as the size.
@@ -91,9 +92,10 @@ FEATURES: dict[str, Callable[[object], tuple]] = {
 KINDS = tuple(FEATURES)
 
 # PyTorch runs an fp32 conv on a CPU through oneDNN, except for one small image, which it runs
-# through its own im2col + GEMM: batch 1, no groups, not both kernel sides above 3, and at most
-# 20480 input elements (`use_mkldnn` in ATen's Convolution.cpp, with more than one thread; checked
-# with the profiler on torch 2.13). Two libraries with different costs on either side of a line no
+# through its own im2col + GEMM: batch 1, no groups, not both of the kernel's last two sides above 3,
+# and at most 20480 elements in the input's first four dims (`use_mkldnn` in ATen's Convolution.cpp,
+# with more than one thread; checked with the profiler on torch 2.13). A conv1d runs as a conv2d of
+# height 1, so that is all its input; a conv3d's [N, C, D, H] leaves out its width. Two libraries with different costs on either side of a line no
 # plane in log shape features follows: a feature of its own, e^2 apart, as for GEMV.
 NATIVE_CONV_MAX_INPUT_ELEMENTS = 20480
 NATIVE_CONV_FEATURE = math.exp(2.0)
@@ -101,8 +103,9 @@ NATIVE_CONV_FEATURE = math.exp(2.0)
 
 def native_cpu_conv(s) -> bool:
     """Whether PyTorch runs this fp32 CPU conv with its own im2col + GEMM rather than oneDNN."""
-    return (s.batch == 1 and s.groups == 1 and min(s.kernel) <= 3
-            and s.c_in * prod(s.size) <= NATIVE_CONV_MAX_INPUT_ELEMENTS)
+    last_two_kernel_sides = ((1,) + s.kernel)[-2:]  # a conv1d's kernel is [1, k]
+    return (s.batch == 1 and s.groups == 1 and min(last_two_kernel_sides) <= 3
+            and s.c_in * prod(s.size[:2]) <= NATIVE_CONV_MAX_INPUT_ELEMENTS)
 
 
 def _cpu_conv(s) -> tuple:
@@ -111,7 +114,7 @@ def _cpu_conv(s) -> tuple:
 
 # Features where a host CPU differs. On the measured H100 a separate batch feature raised conv2d's
 # held-out median error from 5.6% to 7.3-8.6%; on the CPU it lowered it from 9.3% to 7.3%.
-CPU_FEATURES: dict[str, Callable[[object], tuple]] = {"conv2d": _cpu_conv, "conv1d": _cpu_conv}
+CPU_FEATURES: dict[str, Callable[[object], tuple]] = {"conv2d": _cpu_conv, "conv1d": _cpu_conv, "conv3d": _cpu_conv}
 
 
 def log_features(kind: str, shape, cpu: bool = False) -> np.ndarray:

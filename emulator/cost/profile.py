@@ -35,7 +35,7 @@ from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Mat
 SCHEMA = "genai-emulator.profile"
 VERSION = 1
 SHAPE_TYPES = {
-    "linear": Linear, "matmul": Matmul, "conv2d": Conv, "conv1d": Conv,
+    "linear": Linear, "matmul": Matmul, "conv2d": Conv, "conv1d": Conv, "conv3d": Conv,
     "attention_flash": Attention, "attention_baseline": Attention,
     "group_norm": Norm, "layer_norm": Norm, "rms_norm": Norm,
     "softmax": Softmax, "elementwise": Elementwise, "resample": Resample, "embedding": Embedding,
