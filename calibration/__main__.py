@@ -40,6 +40,7 @@ def parser() -> Parser:
     rep = sub.add_parser("report", help="held-out prediction error of a profile, per kind")
     rep.add_argument("profile")
     rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--folds", type=int, default=1, help="pool the errors of this many random fifths")
     rep.add_argument("--against", metavar="MEASURED.json",
                      help="instead: the profile's error at the points another profile measured")
     d = sub.add_parser("derive", help="build the A100/H100 profiles from public measurements")
@@ -79,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from calibration.report import against, report
 
+            if args.folds < 1:
+                raise UserError(f"--folds: {args.folds}; give 1 or more")
             if args.against:
                 against(args.profile, args.against)
             else:
-                report(args.profile, args.seed)
+                report(args.profile, args.seed, args.folds)
         elif args.command == "validate":
             from calibration.validate import MODELS, validate
 

@@ -202,6 +202,10 @@ def test_report_holds_out_a_fifth_per_kind(tmp_path):
     errors = holdout_errors(profile_dict())
     assert len(errors["linear"]) == round(0.2 * len(profile_dict()["kinds"]["linear"]["points"]))
     assert float(errors["linear"].max()) < 0.2  # synthetic data from the curve's own family
+    from calibration.report import pooled_holdout_errors
+
+    pooled = pooled_holdout_errors(profile_dict(), seed=0, folds=3)  # three fifths, one after another
+    assert list(pooled["linear"]) == [e for s in range(3) for e in holdout_errors(profile_dict(), s)["linear"]]
 
 
 def test_quick_cpu_plan_fits_the_time_budget():
