@@ -56,6 +56,8 @@ def parser() -> Parser:
                         "composing differently in the model, or the profile?")
     v.add_argument("--allocator", choices=("reuse", "default"),
                    help="on a CPU: the allocator state to time the models in (default: the profile's)")
+    v.add_argument("--attention", choices=("flash", "baseline"),
+                   help="validate one attention implementation only (default both)")
     v.add_argument("--rounds", type=int, default=1,
                    help="time every case this many times, round-robin, and keep the median (default 1)")
     c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
@@ -94,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise UserError(f"--models: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODELS)}")
             out = args.out / "validation.csv" if args.out.is_dir() or not args.out.suffix else args.out
-            validate(args.device, args.profile, out, models, args.isolated, args.rounds, args.allocator)
+            if args.rounds < 1:
+                raise UserError(f"--rounds: {args.rounds}; give 1 or more")
+            attentions = (args.attention,) if args.attention else ("flash", "baseline")
+            validate(args.device, args.profile, out, models, args.isolated, args.rounds, args.allocator, attentions)
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 

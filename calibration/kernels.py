@@ -76,9 +76,11 @@ def make_runner(kind: str, s, dtype: str, device: str, buffers: int) -> Runner:
         return _runner(sets, lambda x: torch.softmax(x, -1), "torch.softmax")
     if kind == "elementwise":
         fn, backend = ELEMENTWISE[s.op]
-        # Operands beyond `inputs` are broadcast (a bias, a time embedding): one element each.
-        extra = ARITY.get(s.op, 1) - s.inputs
-        sets = _sets(buffers, lambda: tuple(rand(s.elements) for _ in range(s.inputs))
+        # Operands beyond `inputs` are broadcast (a bias, a time embedding): one element each. A copy
+        # of several inputs (a torch.cat of strided tensors) moves them as one tensor of `elements`.
+        inputs = 1 if s.op in ("copy", "memcpy") else s.inputs
+        extra = ARITY.get(s.op, 1) - inputs
+        sets = _sets(buffers, lambda: tuple(rand(s.elements) for _ in range(inputs))
                      + tuple(rand(1) for _ in range(extra)))
         return _runner(sets, fn, backend)
     if kind == "resample":

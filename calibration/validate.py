@@ -63,7 +63,8 @@ class Case:
         return "-".join(parts)
 
 
-def default_cases(device: str, models: tuple[str, ...] = MODELS) -> list[Case]:
+def default_cases(device: str, models: tuple[str, ...] = MODELS,
+                  attentions: tuple[str, ...] = ("flash", "baseline")) -> list[Case]:
     if device == "cuda":  # full size, fp16
         sizes = [Case("sd-unet", 2, 512, ""), Case("sd-unet", 8, 512, ""), Case("sd-vae-decoder", 1, 512, ""),
                  Case("unet3d", 1, 256, "", frames=16), Case("llama2-7b-prefill", 1, 128, ""),
@@ -71,7 +72,7 @@ def default_cases(device: str, models: tuple[str, ...] = MODELS) -> list[Case]:
     else:  # a 2-core CPU in fp32: lower resolution, fewer frames, fewer LLM layers
         sizes = [Case("sd-unet", 1, 256, ""), Case("sd-vae-decoder", 1, 128, ""), Case("unet3d", 1, 128, "", frames=4),
                  Case("llama2-7b-prefill", 1, 128, "", layers=2), Case("llama2-7b-decode", 1, 512, "", layers=2)]
-    return [Case(c.name, c.batch, c.size, a, c.frames, c.layers) for a in ("flash", "baseline") for c in sizes
+    return [Case(c.name, c.batch, c.size, a, c.frames, c.layers) for a in attentions for c in sizes
             if c.name in models]
 
 
@@ -209,7 +210,8 @@ FIELDS = ["case", "model", "batch", "size", "frames", "layers", "attention", "me
 
 
 def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MODELS,
-             isolated: bool = False, rounds: int = 1, allocator: str | None = None) -> list[dict]:
+             isolated: bool = False, rounds: int = 1, allocator: str | None = None,
+             attentions: tuple[str, ...] = ("flash", "baseline")) -> list[dict]:
     """Every case, `rounds` times round-robin; each row keeps the median over rounds of the timed seconds.
 
     On a CPU the models run in the allocator state the profile's kernels were measured in (its
@@ -219,7 +221,7 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
     and the profile's times are medians over passes spread over a whole calibration run: rounds
     spread a case's timing over the run in the same way. The CSV is rewritten after every round.
     """
-    cases = default_cases(device, models)
+    cases = default_cases(device, models, attentions)
     state = None
     if device == "cpu":
         from calibration.allocator import DEFAULT

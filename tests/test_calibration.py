@@ -39,6 +39,7 @@ TINY = [
     ("elementwise", Elementwise("geglu", 30, 2)),
     ("elementwise", Elementwise("copy", 12)),
     ("elementwise", Elementwise("memcpy", 12)),
+    ("elementwise", Elementwise("copy", 12, inputs=2)),  # a torch.cat of two strided tensors
     ("elementwise", Elementwise("add", 12, inputs=1)),  # a broadcast add
     ("resample", Resample("up", 1, 2, (4, 4))),
     ("embedding", Embedding(5, 11, 3)),

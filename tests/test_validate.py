@@ -50,6 +50,8 @@ def test_cpu_cases_are_reduced_and_cover_both_attentions():
     assert {c.name for c in cases} == {"sd-unet", "sd-vae-decoder", "unet3d", "llama2-7b-prefill", "llama2-7b-decode"}
     assert all(c.layers for c in cases if c.name.startswith("llama"))
     assert "max_share_diff_points" in FIELDS
+    one = default_cases("cpu", ("llama2-7b-prefill",), ("flash",))  # the quick validation's one case
+    assert [(c.name, c.attention, c.size, c.layers) for c in one] == [("llama2-7b-prefill", "flash", 128, 2)]
 
 
 def test_kernels_alone_cover_every_kernel_of_the_graph_once_per_use():
@@ -75,8 +77,8 @@ def test_rounds_keep_the_median_timing_and_rewrite_the_csv(tmp_path, monkeypatch
     import calibration.validate as v
 
     timings = iter([1.0, 2.0, 1.6, 2.4, 1.2, 1.9])  # case A, case B, round after round
-    monkeypatch.setattr(v, "default_cases", lambda device, models: [v.Case("sd-unet", 1, 256, "flash"),
-                                                                      v.Case("sd-vae-decoder", 1, 128, "flash")])
+    monkeypatch.setattr(v, "default_cases", lambda device, models, attentions: [
+        v.Case("sd-unet", 1, 256, "flash"), v.Case("sd-vae-decoder", 1, 128, "flash")])
     monkeypatch.setattr(v, "validate_case", lambda case, device, profile, isolated: {
         "case": case.label, "attention": case.attention, "measured_s": next(timings), "predicted_s": 1.5,
         "error": 0.0, "max_share_diff_points": 0.0})
