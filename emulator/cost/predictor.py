@@ -95,8 +95,9 @@ KINDS = tuple(FEATURES)
 # through its own im2col + GEMM: batch 1, no groups, not both of the kernel's last two sides above 3,
 # and at most 20480 elements in the input's first four dims (`use_mkldnn` in ATen's Convolution.cpp,
 # with more than one thread; checked with the profiler on torch 2.13). A conv1d runs as a conv2d of
-# height 1, so that is all its input; a conv3d's [N, C, D, H] leaves out its width. Two libraries with different costs on either side of a line no
-# plane in log shape features follows: a feature of its own, e^2 apart, as for GEMV.
+# height 1, so that is all its input; a conv3d's [N, C, D, H] leaves out its width. Two libraries
+# with different costs on either side of a line no plane in log shape features follows: a feature of
+# its own, e^2 apart, as for GEMV.
 NATIVE_CONV_MAX_INPUT_ELEMENTS = 20480
 NATIVE_CONV_FEATURE = math.exp(2.0)
 
