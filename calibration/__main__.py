@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from calibration.allocator import CHOICES as ALLOCATOR_STATES
+from calibration.allocator import REUSE
 from emulator.errors import UserError
 
 
@@ -34,7 +36,7 @@ def parser() -> Parser:
     r.add_argument("--max-passes", type=int, default=None,
                    help="then measure again, in extra passes up to this many in all, the kernels whose pass "
                         "medians disagree by more than 8%% (default: no extra passes)")
-    r.add_argument("--allocator", choices=("reuse", "default"), default="reuse",
+    r.add_argument("--allocator", choices=ALLOCATOR_STATES, default=REUSE,
                    help="on a CPU: keep freed memory for reuse (default), or glibc's default, whose fresh pages "
                         "make big kernels' times depend on what ran before (calibration/allocator.py)")
     rep = sub.add_parser("report", help="held-out prediction error of a profile, per kind")
@@ -54,7 +56,7 @@ def parser() -> Parser:
     v.add_argument("--isolated", action="store_true",
                    help="also time each model's kernels one by one right after it: is an error the kernels "
                         "composing differently in the model, or the profile?")
-    v.add_argument("--allocator", choices=("reuse", "default"),
+    v.add_argument("--allocator", choices=ALLOCATOR_STATES,
                    help="on a CPU: the allocator state to time the models in (default: the profile's)")
     v.add_argument("--attention", choices=("flash", "baseline"),
                    help="validate one attention implementation only (default both)")
