@@ -1,4 +1,4 @@
-"""Correcting the drift of a shared machine's compute speed during a CPU calibration run.
+"""Correcting the drift of a shared machine's speed during a CPU calibration run.
 
 On a shared virtual machine the speed drifts by tens of percent within seconds
 (noisy neighbours, frequency changes): more than any timer's error. Two
@@ -18,15 +18,22 @@ one reference per batch of samples instead of per sample, a later check gave
 kernels followed the reference with an elasticity of 0.74-1.01 (correlation
 0.90-0.94).
 
-A memory-bound reference (a 64 MB copy, larger than the last-level cache) is
-timed around each kernel and recorded, but nothing is rescaled by it: kernel
-times do not follow it. Between the passes of two full calibrations (1716 pairs
-of pass medians of kernels with w < 0.3) the elasticity of a kernel's time to
-it was 0.13 and -0.08 (correlation 0.09 and -0.05); a one-row linear streaming
-67 MB of weights, 0.03. Rescaling by it, as the calibration first did, added
-the reference's own 11-12% noise to every memory-bound kernel, and read 5-20%
-slower right after a kernel than in a loop of its own, which inflated the
-validation's normalized timings of memory-bound models by up to a third.
+A second reference, a one-row linear streaming 67 MB of weights from memory
+(~4 ms, far larger than the 32 MB last-level cache), tracks the machine's memory
+speed for the kernels that follow it: linears, whose memory part is reading a
+weight matrix the same way. Their batches are rescaled by it as well:
+
+    sample * (ref_c_start / ref_c_now)^w * (ref_s_start / ref_s_now)^v,   v = 1 - w for a linear, else 0
+
+Over 3 minutes on the development VM (480 rounds), a one-row linear with an
+11008x4096 weight followed the reference with correlation 0.71 (elasticity 0.62)
+where it followed the compute reference with 0.27; over 938 steps of a 2-layer
+LLaMA decode, 0.87 (elasticity 0.79), and dividing by the reference halved the
+steps' log spread, 0.126 to 0.063. Other memory-bound kernels do not follow it:
+a 64 MB add 0.35, a big group norm 0.21, a 24 MB SiLU 0.24; nor a 64 MB copy,
+which the calibration first rescaled every memory-bound kernel by (0.07-0.27):
+that added the copy's own 11-12% noise to them, and the copy read 5-20% slower
+right after a kernel than in a loop of its own. Those kernels are left alone.
 """
 
 from __future__ import annotations
@@ -43,12 +50,13 @@ from emulator.ops import Op
 class DriftReference:
     """The two reference kernels."""
 
-    def __init__(self, copy_bytes: float = 64e6):
+    def __init__(self, weight_side: int = 4096):
         import torch
 
+        self.torch = torch
         self.a, self.b = torch.rand(384, 384), torch.rand(384, 384)
-        self.src = torch.rand(int(copy_bytes // 4))
-        self.dst = torch.empty_like(self.src)
+        self.row = torch.rand(1, weight_side)  # [1, K] @ [K, N]^T: 67 MB of fp32 weights at 4096
+        self.weight = torch.rand(weight_side, weight_side)
 
     def compute_once(self) -> float:
         t = time.perf_counter()
@@ -65,17 +73,18 @@ class DriftReference:
         self.a @ self.b
         return self.compute_once()
 
-    def memory(self, runs: int = 3) -> float:
+    def weight_stream(self, runs: int = 2) -> float:
+        """The fastest of `runs` one-row linears: the weight never fits in cache, so every run streams it."""
         samples = []
         for _ in range(runs):
             t = time.perf_counter()
-            self.dst.copy_(self.src)
+            self.torch.nn.functional.linear(self.row, self.weight)
             samples.append(time.perf_counter() - t)
-        return statistics.median(samples)
+        return min(samples)
 
 
 class DriftCorrectedCpuClock:
-    """perf_counter around each run, a batch of samples rescaled by the compute references around it.
+    """perf_counter around each run, a batch of samples rescaled by the references around it.
 
     The kernel runs once untimed after the reference and then back to back. Timed right after the
     reference, as it was first, a small kernel paid for the reference's eviction of its operands and
@@ -86,18 +95,29 @@ class DriftCorrectedCpuClock:
 
     name = "perf_counter, drift-corrected"
 
-    def __init__(self, reference: DriftReference, baseline_s: float | None = None):
-        """baseline_s: the speed to rescale to (a profile's); by default the reference's speed now."""
+    def __init__(self, reference: DriftReference, baseline_s: float | None = None,
+                 stream_baseline_s: float | None = None):
+        """baseline_s, stream_baseline_s: the speeds to rescale to (a profile's); by default the references' now.
+
+        A profile measured before the weight-stream reference existed has no stream baseline: pass
+        baseline_s alone and no sample is rescaled by that reference.
+        """
         self.reference = reference
         if baseline_s is None:
             for _ in range(20):
                 reference.compute_once()
             baseline_s = statistics.median(reference.compute_warm() for _ in range(50))
+            stream_baseline_s = statistics.median(reference.weight_stream() for _ in range(10))
         self.baseline_s = baseline_s
-        self.compute_share = 1.0  # set per kernel
-        self.ratios: list[float] = []  # reference now / at start, per batch of samples
+        self.stream_baseline_s = stream_baseline_s
+        self.compute_share = 1.0  # w, set per kernel
+        self.stream_share = 0.0  # v, set per kernel
+        self.ratios: list[float] = []  # compute reference now / at start, per batch of samples
+        self.stream_ratios: list[float] = []  # the same for the weight-stream reference, where it is read
 
     def samples(self, run, first: int, n: int) -> list[float]:
+        streams = self.stream_baseline_s is not None and self.stream_share >= MIN_STREAM_SHARE
+        stream_before = self.reference.weight_stream() if streams else 0.0
         before = self.reference.compute_warm()
         run(first - 1)  # untimed, on the previous sample's buffers: operands and code back in cache
         elapsed = []
@@ -107,7 +127,17 @@ class DriftCorrectedCpuClock:
             elapsed.append(time.perf_counter() - t)
         ratio = math.sqrt(before * self.reference.compute_warm()) / self.baseline_s
         self.ratios.append(ratio)
-        return [e / ratio**self.compute_share for e in elapsed]
+        scale = ratio**self.compute_share
+        if streams:
+            stream_ratio = math.sqrt(stream_before * self.reference.weight_stream()) / self.stream_baseline_s
+            self.stream_ratios.append(stream_ratio)
+            scale *= stream_ratio**self.stream_share
+        return [e / scale for e in elapsed]
+
+
+# Below this v a linear's batches skip the weight-stream reference: two readings (~9 ms) would cost more
+# than the rescaling changes.
+MIN_STREAM_SHARE = 0.05
 
 
 def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
@@ -119,3 +149,8 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
     compute, memory = flops / rate, nbytes / device.bytes_per_s
     return compute / (compute + memory) if compute + memory > 0 else 0.0
 
+
+
+def stream_share(kind: str, shape, dtype: str, device: Device) -> float:
+    """v: the part of the kernel's time the weight-stream reference applies to (a linear's memory part)."""
+    return 1.0 - compute_share(kind, shape, dtype, device) if kind == "linear" else 0.0

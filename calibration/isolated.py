@@ -26,7 +26,7 @@ def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes
     """Seconds per kernel kind of the graph's ops, each distinct kernel timed alone; "untimed": their count."""
     from tqdm import tqdm
 
-    from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share
+    from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, stream_share
     from calibration.kernels import make_runner
     from calibration.run import buffer_sets, footprint_bytes
     from calibration.timers import CpuClock, CudaClock, measure
@@ -37,7 +37,8 @@ def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes
     if device == "cuda":
         clock = CudaClock()
     elif reference:
-        clock = DriftCorrectedCpuClock(reference, baseline_s=speed["compute_s"])  # the profile's speed
+        clock = DriftCorrectedCpuClock(reference, baseline_s=speed["compute_s"],  # the profile's speeds
+                                       stream_baseline_s=speed.get("weight_stream_s"))
     else:
         clock = CpuClock()
     catalog = catalog_device("cpu") if device == "cpu" else None
@@ -53,6 +54,7 @@ def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes
             continue
         if reference:
             clock.compute_share = compute_share(kind, shape, dtype, catalog)
+            clock.stream_share = stream_share(kind, shape, dtype, catalog)
         t = measure(runner.run, clock, budget_s=budget_s, tolerance=0.02).median_s
         seconds[kind] = seconds.get(kind, 0.0) + n * t
     seconds["untimed"] = float(untimed)

@@ -16,15 +16,18 @@ time is not the model's), and starts the next. Each segment is taken to the
 reference speed by the geometric mean of the readings around it, like a batch
 of kernel samples:
 
-    segment * (baseline_s / sqrt(ref_before * ref_after))^w
+    segment * (baseline_s / sqrt(ref_before * ref_after))^w * (stream_baseline_s / sqrt(stream_before * stream_after))^v
 
-and a call's time is the sum of its segments. With 20 ms segments the same
+w and v are the graph's compute share and weight-stream share, the kernels'
+own (calibration/drift.py) weighted by their predicted times; a memory-bound
+LLaMA decode step has v 0.9, the convolutional models next to none, and below
+0.05 the stream reference is not read. A call's time is the sum of its segments. With 20 ms segments the same
 cycles came out 0.94-1.10x the kernels alone, the five calls of one cycle within
 5% of each other.
 
-What the segments cost the model: each reading (two 384^3 matmuls, ~2 ms)
-replaces the model's data in the caches with the reference's 1.8 MB of
-operands, so the module after it starts colder than it would have; every
+What the segments cost the model: each reading (two 384^3 matmuls, ~2 ms, and
+where v counts two one-row linears, ~9 ms) replaces the model's data in the
+caches with the references' operands, so the module after it starts colder than it would have; every
 module entry pays a Python hook of about a microsecond.
 """
 
@@ -34,6 +37,8 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
+
+from calibration.drift import MIN_STREAM_SHARE
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,13 @@ class ModelTiming:
 class SegmentedModelClock:
     """Forward pre-hooks on every submodule of `module` that cut a call into reference-bracketed segments."""
 
-    def __init__(self, module, reference, baseline_s: float, compute_share: float, interval_s: float = 0.02):
-        self.reference = reference  # calibration.drift.DriftReference, or anything with compute_warm()
+    def __init__(self, module, reference, baseline_s: float, compute_share: float, interval_s: float = 0.02,
+                 stream_baseline_s: float | None = None, stream_share: float = 0.0):
+        self.reference = reference  # calibration.drift.DriftReference, or anything with its two readings
         self.baseline_s = baseline_s
         self.compute_share = compute_share
+        self.stream_baseline_s = stream_baseline_s
+        self.stream_share = stream_share if stream_baseline_s and stream_share >= MIN_STREAM_SHARE else 0.0
         self.interval_s = interval_s
         self.active = False
         self.handles = [m.register_forward_pre_hook(self._at_module_entry) for m in module.modules()]
@@ -61,16 +69,21 @@ class SegmentedModelClock:
         if now - self.segment_start >= self.interval_s:
             self._close_segment(now)
 
+    def _read(self) -> tuple[float, float]:
+        """(compute reference, weight-stream reference or 1.0 where it does not apply)."""
+        stream = self.reference.weight_stream() if self.stream_share else 1.0
+        return self.reference.compute_warm(), stream
+
     def _close_segment(self, now: float) -> None:
-        reading = self.reference.compute_warm()
+        reading = self._read()
         self.segments.append((now - self.segment_start, self.reading, reading))
         self.reading = reading
         self.segment_start = time.perf_counter()  # after the reading: it is not the model's time
 
-    def call(self, fn) -> list[tuple[float, float, float]]:
-        """(seconds, reference before, reference after) of each segment of one call of fn."""
+    def call(self, fn) -> list[tuple[float, tuple, tuple]]:
+        """(seconds, readings before, readings after) of each segment of one call of fn."""
         self.segments = []
-        self.reading = self.reference.compute_warm()
+        self.reading = self._read()
         self.active = True
         self.segment_start = time.perf_counter()
         try:
@@ -82,8 +95,13 @@ class SegmentedModelClock:
         return self.segments
 
     def normalized(self, segments) -> float:
-        return sum(s * (self.baseline_s / math.sqrt(before * after)) ** self.compute_share
-                   for s, before, after in segments)
+        total = 0.0
+        for s, (compute_before, stream_before), (compute_after, stream_after) in segments:
+            scale = (self.baseline_s / math.sqrt(compute_before * compute_after)) ** self.compute_share
+            if self.stream_share:
+                scale *= (self.stream_baseline_s / math.sqrt(stream_before * stream_after)) ** self.stream_share
+            total += s * scale
+        return total
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -91,11 +109,13 @@ class SegmentedModelClock:
 
 
 def time_model(module, fn, reference, baseline_s: float, compute_share: float, warmup: int = 1,
-               calls: int = 5, interval_s: float = 0.02) -> ModelTiming:
+               calls: int = 5, interval_s: float = 0.02, stream_baseline_s: float | None = None,
+               stream_share: float = 0.0) -> ModelTiming:
     """Median of `calls` calls of fn (which runs module), each at the profile's reference speed."""
     for _ in range(warmup):
         fn()
-    clock = SegmentedModelClock(module, reference, baseline_s, compute_share, interval_s)
+    clock = SegmentedModelClock(module, reference, baseline_s, compute_share, interval_s, stream_baseline_s,
+                                stream_share)
     try:
         per_call = [clock.call(fn) for _ in range(calls)]
     finally:

@@ -26,7 +26,7 @@ from calibration.allocator import REUSE
 from calibration.allocator import apply as apply_allocator
 from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
-from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share
+from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, stream_share
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
 from emulator.cost.predictor import fit_predictor
@@ -187,17 +187,21 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
                 sets = buffer_sets(footprint_bytes(kind, shape, dtype), cache)
                 runner = make_runner(kind, shape, dtype, device, sets)
                 if reference:
-                    before = reference.memory()
                     clock.compute_share = compute_share(kind, shape, dtype, catalog)
+                    clock.stream_share = stream_share(kind, shape, dtype, catalog)
                     clock.ratios.clear()
+                    clock.stream_ratios.clear()
                 timing = measure(runner.run, clock, budget_s=settings["budget_s"],
                                  tolerance=settings["tolerance"])
                 entry.update(timing.asdict(), backend=runner.backend, buffers=sets)
                 if reference:
-                    entry.update(memory_reference_s=math.sqrt(before * reference.memory()),
-                                 compute_drift=statistics.median(clock.ratios),
+                    entry.update(compute_drift=statistics.median(clock.ratios),
                                  compute_share=clock.compute_share,
-                                 compute_reference_s=clock.baseline_s)
+                                 compute_reference_s=clock.baseline_s,
+                                 stream_reference_s=clock.stream_baseline_s)
+                    if clock.stream_ratios:
+                        entry.update(stream_drift=statistics.median(clock.stream_ratios),
+                                     stream_share=clock.stream_share)
             except (RuntimeError, ValueError, TypeError) as e:  # out of memory, or a shape torch refuses
                 entry["error"] = str(e).splitlines()[0][:200]
             finally:
@@ -257,10 +261,12 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
         if key != "host":
             measurements.setdefault(spec_key(entry["kind"], shape_from_json(entry["kind"], entry["shape"])),
                                     []).append(entry)
-    # The compute drift is taken out sample by sample (calibration/drift.py); the memory reference is
-    # only recorded, since kernel times do not follow it.
+    # The drift is taken out batch by batch (calibration/drift.py); the references' speeds at the start
+    # are kept so that later timings (calibration validate) can be taken to the same speed.
     compute_refs = [e["compute_reference_s"] for e in done.values() if isinstance(e, dict)
                     and "compute_reference_s" in e]
+    stream_refs = [e["stream_reference_s"] for e in done.values() if isinstance(e, dict)
+                   and e.get("stream_reference_s")]
     by_kind: dict[str, list] = {}
     failed = []
     for entries in measurements.values():
@@ -282,8 +288,8 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "buffers": good[0]["buffers"],
             "wall_s": round(sum(e["wall_s"] for e in good), 3),
         }
-        if "memory_reference_s" in good[0]:
-            point["memory_references_s"] = [round(e["memory_reference_s"], 6) for e in good]
+        if "stream_drift" in good[0]:  # the weight-stream reference's speed against the start, per pass
+            point["stream_drifts"] = [round(e["stream_drift"], 4) for e in good]
         by_kind.setdefault(good[0]["kind"], []).append(point)
     kinds = {}
     for kind, points in sorted(by_kind.items()):
@@ -308,14 +314,16 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
                                                          if workload_names else ""),
             "timer": "CUDA events" if device == "cuda" else "perf_counter",
             "drift_correction": ("each batch of samples rescaled by a 384^3 matmul run around it, to the "
-                                 "power of the kernel's compute share; a 64 MB copy timed around each kernel "
-                                 "is recorded, not applied; see calibration/drift.py") if compute_refs
-                                else "none",
+                                 "power of the kernel's compute share, and a linear's also by a one-row "
+                                 "linear streaming 67 MB of weights, to the power of its memory share; "
+                                 "see calibration/drift.py") if compute_refs else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         # the speed the kernel times are normalized to, so that later timings on this machine
         # (calibration validate) can be normalized the same way
-        **({"drift_reference": {"compute_s": statistics.median(compute_refs)}} if compute_refs else {}),
+        **({"drift_reference": {"compute_s": statistics.median(compute_refs),
+                                **({"weight_stream_s": statistics.median(stream_refs)} if stream_refs else {})}}
+           if compute_refs else {}),
         "host": {**done["host"], "included_in_kernel_times": device == "cpu"},
         "kinds": kinds,
         "skipped": [{"kind": k, "shape": shape_to_json(s), "reason": r} for k, s, r in skipped] + failed,

@@ -7,9 +7,9 @@ transformers' LlamaForCausalLM with the LLaMA-2-7B config), at full size on a
 GPU and reduced (resolution, frames, batch, depth: stated per case) on a CPU.
 It times the forward call (CUDA events around the whole call on a GPU,
 perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU whose profile
-records the compute speed it was normalized to, median of 5 calls, each cut
-into ~20 ms segments bracketed by the compute reference of `calibration.drift`
-and taken to that speed (`calibration.model_clock`), since a shared machine's
+records the speeds it was normalized to, median of 5 calls, each cut into
+~20 ms segments bracketed by the reference kernels of `calibration.drift` and
+taken to those speeds (`calibration.model_clock`), since a shared machine's
 speed drifts by tens of percent between the calibration and now, and within a
 call; the raw median is kept beside it), measures the time per
 operator category with the PyTorch profiler (`calibration.categories`), lowers
@@ -177,15 +177,19 @@ def page_faults(fn) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-def compute_share_of(graph, cost) -> float:
-    """The compute part of a graph's kernel time: per-op roofline compute shares weighted by op time."""
-    from calibration.drift import compute_share
+def reference_shares(graph, cost) -> tuple[float, float]:
+    """(w, v): the graph's compute and weight-stream shares, its kernels' own weighted by their times."""
+    from calibration.drift import compute_share, stream_share
     from emulator.cost.kernels import kernel_kind
 
-    times = [(cost.op_time(op), op) for op in graph.ops]
-    total = sum(t for t, _ in times) or 1.0
-    return sum(t * compute_share(kernel_kind(op, cost.attention), op.shape, op.dtype, cost.device)
-               for t, op in times) / total
+    w = v = total = 0.0
+    for op in graph.ops:
+        t = cost.op_time(op)
+        kind = kernel_kind(op, cost.attention)
+        w += t * compute_share(kind, op.shape, op.dtype, cost.device)
+        v += t * stream_share(kind, op.shape, op.dtype, cost.device)
+        total += t
+    return (w / total, v / total) if total else (0.0, 0.0)
 
 
 def predict(module, inputs, kwargs, cost, reset):
@@ -282,11 +286,13 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict
                 from calibration.drift import DriftReference
                 from calibration.model_clock import time_model
 
-                w = compute_share_of(graph, cost)
-                timing = time_model(module, fn, DriftReference(), speed["compute_s"], w)
+                w, v = reference_shares(graph, cost)
+                timing = time_model(module, fn, DriftReference(), speed["compute_s"], w,
+                                    stream_baseline_s=speed.get("weight_stream_s"), stream_share=v)
                 measured = timing.normalized_s
                 row["measured_raw_s"] = timing.raw_s
-                row["normalized"] = (f"to the profile's reference speed, compute share {w:.2f}, "
+                stream = f", weight-stream share {v:.2f}" if speed.get("weight_stream_s") else ""
+                row["normalized"] = (f"to the profile's reference speeds, compute share {w:.2f}{stream}, "
                                      f"{timing.segments_per_call} segments a call")
             else:
                 measured = time_call(fn, device)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import statistics
 
 import pytest
 
@@ -149,6 +150,42 @@ def test_every_elementwise_op_has_a_torch_runner():
                     "fp32", "cpu", 1).run(0)
 
 
+def test_a_linears_samples_are_rescaled_by_both_references_and_other_kernels_by_compute_alone():
+    import time
+
+    from calibration.drift import DriftCorrectedCpuClock
+
+    class SlowMemory:
+        """Compute at the baseline's speed, memory at half of it, counting the stream readings."""
+
+        streams = 0
+
+        def compute_warm(self) -> float:
+            return 1e-3
+
+        def weight_stream(self) -> float:
+            self.streams += 1
+            return 8e-3
+
+    def run(i):
+        time.sleep(0.002)
+
+    reference = SlowMemory()
+    clock = DriftCorrectedCpuClock(reference, baseline_s=1e-3, stream_baseline_s=4e-3)
+    clock.compute_share, clock.stream_share = 0.3, 0.7  # a memory-bound linear
+    linear = clock.samples(run, 1, 5)
+    assert reference.streams == 2 and clock.stream_ratios == [2.0]
+    # 2 ms each, over (1)^0.3 * 2^0.7 = 1.625 (hand-computed): 1.23 ms at the profile's speeds.
+    assert statistics.median(linear) == pytest.approx(0.002 / 2**0.7, rel=0.25)
+    clock.stream_share = 0.0  # any other kind: the stream reference is not read
+    other = clock.samples(run, 1, 5)
+    assert reference.streams == 2 and statistics.median(other) == pytest.approx(0.002, rel=0.25)
+    old = DriftCorrectedCpuClock(reference, baseline_s=1e-3)  # a profile from before the stream reference
+    old.stream_share = 0.7
+    old.samples(run, 1, 5)
+    assert reference.streams == 2
+
+
 def test_pass_medians_settle_when_the_two_nearest_their_median_agree():
     assert run_module.settled([1.0, 1.05])
     assert not run_module.settled([1.0, 1.2])
@@ -179,8 +216,8 @@ def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_
         return timers.Timing(median_s=median, min_s=median, spread=0.0, repeats=5, rejected=0)
 
     class SteadyMemory(run_module.DriftReference):
-        def memory(self, runs: int = 3) -> float:
-            return 1e-3  # no memory drift: the corrected medians are the fake ones
+        def weight_stream(self, runs: int = 2) -> float:
+            return 1e-3  # no memory drift, and no 4 ms readings in a unit test
 
     monkeypatch.setattr(kernels, "make_runner", recording_runner)
     monkeypatch.setattr(timers, "measure", fake_measure)
@@ -255,6 +292,9 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
             self.readings += 1
             return self.readings * 1e-3
 
+        def weight_stream(self) -> float:
+            return 4e-3  # memory twice as slow as the profile's 2 ms, steadily
+
     class Sleeper(torch.nn.Module):
         def forward(self, x):
             time.sleep(0.01)
@@ -271,12 +311,22 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
     # The container and the first child enter at once; each later child closes a 10 ms segment,
     # and the end of the call closes the last: 3 segments, 4 readings.
     assert len(segments) == 3 and reference.readings == 4
-    assert [(b, a) for _, b, a in segments] == [(1e-3, 2e-3), (2e-3, 3e-3), (3e-3, 4e-3)]
+    # Without a stream baseline the weight-stream reference is not read (1.0 stands in for it).
+    assert [(b, a) for _, b, a in segments] == [((1e-3, 1.0), (2e-3, 1.0)), ((2e-3, 1.0), (3e-3, 1.0)),
+                                                ((3e-3, 1.0), (4e-3, 1.0))]
     assert all(s == pytest.approx(0.01, abs=0.005) for s, _, _ in segments)
     # Each segment is taken to the baseline by the geometric mean of its two readings (hand-computed).
-    expected = sum(s / math.sqrt(b * a / 1e-6) for s, b, a in segments)
+    expected = sum(s / math.sqrt(b[0] * a[0] / 1e-6) for s, b, a in segments)
     assert clock.normalized(segments) == pytest.approx(expected, rel=1e-12)
     clock.remove()
+    # With w = 0.25 and v = 0.75 against a 2 ms stream baseline, the steady 4 ms stream readings halve
+    # the memory part: segment * (1 ms / compute mean)^0.25 * (2/4)^0.75.
+    both = SegmentedModelClock(model, SlowingMachine(), 1e-3, 0.25, interval_s=0.005, stream_baseline_s=2e-3,
+                               stream_share=0.75)
+    segments = both.call(fn)
+    expected = sum(s * (1e-3 / math.sqrt(b[0] * a[0])) ** 0.25 * 0.5**0.75 for s, b, a in segments)
+    assert both.normalized(segments) == pytest.approx(expected, rel=1e-12)
+    both.remove()
     whole = SegmentedModelClock(model, reference, 1e-3, 1.0, interval_s=1.0)  # longer than a call
     assert len(whole.call(fn)) == 1
     whole.remove()
