@@ -154,3 +154,32 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
 def stream_share(kind: str, shape, dtype: str, device: Device) -> float:
     """v: the part of the kernel's time the weight-stream reference applies to (a linear's memory part)."""
     return 1.0 - compute_share(kind, shape, dtype, device) if kind == "linear" else 0.0
+
+
+def typical_speeds(entries: list[dict]) -> dict:
+    """The references' median readings over a calibration run: the speeds its profile is stated at.
+
+    A clock rescales to the readings at its start (a median of 50 there), which on a shared machine may
+    be a slow or a fast moment: a development-VM run of 2026-11-26 started at 1.37 ms for the compute
+    reference, its batches read a median of about 0.95 ms, and stated at the start's speed its profile
+    put the SD UNet at 256x256 at 2.72 s where the model ran in 1.97 s. Validation takes a model's time
+    to whatever speeds the profile states, so its errors do not depend on the choice; a profile used
+    to ask what this machine would do should state its typical speed. Each entry records its clock's
+    baseline and its median drift against it, so a run resumed under a new clock comes to one speed too.
+    """
+    compute = [e["compute_drift"] * e["compute_reference_s"] for e in entries if "compute_drift" in e]
+    stream = [e["stream_drift"] * e["stream_reference_s"] for e in entries if "stream_drift" in e]
+    speeds = {"compute_s": statistics.median(compute)} if compute else {}
+    if compute and stream:
+        speeds["weight_stream_s"] = statistics.median(stream)
+    return speeds
+
+
+def at_speeds(entry: dict, speeds: dict) -> float:
+    """The factor that takes an entry's times from its clock's baselines to `speeds` (1 without a reference)."""
+    if "compute_drift" not in entry or "compute_s" not in speeds:
+        return 1.0
+    factor = (speeds["compute_s"] / entry["compute_reference_s"]) ** entry["compute_share"]
+    if "stream_drift" in entry and "weight_stream_s" in speeds:
+        factor *= (speeds["weight_stream_s"] / entry["stream_reference_s"]) ** entry["stream_share"]
+    return factor

@@ -26,7 +26,8 @@ from calibration.allocator import REUSE
 from calibration.allocator import apply as apply_allocator
 from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
-from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, stream_share
+from calibration.drift import (DriftCorrectedCpuClock, DriftReference, at_speeds, compute_share, stream_share,
+                              typical_speeds)
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
 from emulator.cost.predictor import fit_predictor
@@ -261,12 +262,10 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
         if key != "host":
             measurements.setdefault(spec_key(entry["kind"], shape_from_json(entry["kind"], entry["shape"])),
                                     []).append(entry)
-    # The drift is taken out batch by batch (calibration/drift.py); the references' speeds at the start
-    # are kept so that later timings (calibration validate) can be taken to the same speed.
-    compute_refs = [e["compute_reference_s"] for e in done.values() if isinstance(e, dict)
-                    and "compute_reference_s" in e]
-    stream_refs = [e["stream_reference_s"] for e in done.values() if isinstance(e, dict)
-                   and e.get("stream_reference_s")]
+    # The drift is taken out batch by batch (calibration/drift.py), to the speeds the references had at
+    # the clock's start; the profile states its times at the references' median speeds over the run
+    # instead, and keeps them so that later timings (calibration validate) are taken to the same speeds.
+    speeds = typical_speeds([e for key, e in done.items() if key != "host" and "error" not in e])
     by_kind: dict[str, list] = {}
     failed = []
     for entries in measurements.values():
@@ -275,11 +274,11 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             e = entries[0]
             failed.append({"kind": e["kind"], "shape": e["shape"], "reason": e["error"]})
             continue
-        medians = [e["median_s"] for e in good]
+        medians = [e["median_s"] * at_speeds(e, speeds) for e in good]
         point = {
             "shape": good[0]["shape"],
-            "median_s": statistics.median(medians),  # over passes (compute-drift-corrected on a CPU)
-            "min_s": min(e["min_s"] for e in good),
+            "median_s": statistics.median(medians),  # over passes (drift-corrected on a CPU)
+            "min_s": min(e["min_s"] * at_speeds(e, speeds) for e in good),
             "spread": max(e["spread"] for e in good),  # within a pass, the worst
             "pass_medians_s": medians,
             "repeats": sum(e["repeats"] for e in good),
@@ -316,14 +315,13 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "drift_correction": ("each batch of samples rescaled by a 384^3 matmul run around it, to the "
                                  "power of the kernel's compute share, and a linear's also by a one-row "
                                  "linear streaming 67 MB of weights, to the power of its memory share; "
-                                 "see calibration/drift.py") if compute_refs else "none",
+                                 "stated at the references' median speeds over the run (drift_reference); "
+                                 "see calibration/drift.py") if speeds else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         # the speed the kernel times are normalized to, so that later timings on this machine
         # (calibration validate) can be normalized the same way
-        **({"drift_reference": {"compute_s": statistics.median(compute_refs),
-                                **({"weight_stream_s": statistics.median(stream_refs)} if stream_refs else {})}}
-           if compute_refs else {}),
+        **({"drift_reference": speeds} if speeds else {}),
         "host": {**done["host"], "included_in_kernel_times": device == "cpu"},
         "kinds": kinds,
         "skipped": [{"kind": k, "shape": shape_to_json(s), "reason": r} for k, s, r in skipped] + failed,

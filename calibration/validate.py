@@ -238,17 +238,23 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
     rows: list[dict] = []
     for r in range(rounds):
         for i, case in enumerate(cases):
-            row = validate_case(case, device, profile, isolated)
-            row["allocator"] = state or ""
             if r == 0:
+                row = validate_case(case, device, profile, isolated)
+                row["allocator"] = state or ""
                 rows.append(row)
-            else:  # the prediction and the shares do not change between rounds; the timings do
-                for key in ("measured_s", "isolated_s", "measured_raw_s"):
+            elif rows[i].get("failure"):
+                continue
+            else:  # the prediction and the shares do not change between rounds, the timings do
+                row = validate_case(case, device, profile, isolated, first=rows[i])
+                if row.get("failure"):
+                    print(f"round {r + 1}/{rounds} " + line(row), file=sys.stderr, flush=True)
+                    continue
+                for key in ("measured_s", "measured_raw_s"):
                     if row.get(key):
                         rows[i].setdefault(f"{key}_rounds", [rows[i][key]]).append(row[key])
                         rows[i][key] = statistics.median(rows[i][f"{key}_rounds"])
-                if rows[i].get("measured_s"):
-                    rows[i]["error"] = (rows[i]["predicted_s"] - rows[i]["measured_s"]) / rows[i]["measured_s"]
+                rows[i]["error"] = (rows[i]["predicted_s"] - rows[i]["measured_s"]) / rows[i]["measured_s"]
+                row = {**rows[i], **row, "error": rows[i]["predicted_s"] / row["measured_s"] - 1}
             print((f"round {r + 1}/{rounds} " if rounds > 1 else "") + line(row), file=sys.stderr, flush=True)
         write_rows(out, rows)
     print(table(rows))
@@ -265,8 +271,28 @@ def write_rows(out: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
 
 
-def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict:
-    """One case's row: measured and predicted seconds, category shares (a failure is recorded, not raised)."""
+def timed(module, fn, device: str, speed: dict | None, shares: tuple[float, float]) -> dict:
+    """measured_s (at the profile's reference speeds where it records them), measured_raw_s, how."""
+    if device != "cpu" or not speed:
+        return {"measured_s": time_call(fn, device)}
+    from calibration.drift import DriftReference
+    from calibration.model_clock import time_model
+
+    w, v = shares
+    timing = time_model(module, fn, DriftReference(), speed["compute_s"], w,
+                        stream_baseline_s=speed.get("weight_stream_s"), stream_share=v)
+    stream = f", weight-stream share {v:.2f}" if speed.get("weight_stream_s") else ""
+    return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
+            "normalized": (f"to the profile's reference speeds, compute share {w:.2f}{stream}, "
+                           f"{timing.segments_per_call} segments a call")}
+
+
+def validate_case(case: Case, device: str, profile: str, isolated: bool, first: dict | None = None) -> dict:
+    """One case's row: measured and predicted seconds, category shares (a failure is recorded, not raised).
+
+    Given the case's row from a first round, it only builds the model and times it again (measured_s,
+    measured_raw_s), with the first round's reference shares.
+    """
     import torch
 
     from calibration.categories import measured_categories
@@ -280,22 +306,13 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict
         with torch.no_grad():
             module, inputs, kwargs, fn, reset = build(case, device, dtype)
             cost = cost_model(profile, case.attention)
-            predicted, graph = predict(module, inputs, kwargs, cost, reset)
             speed = getattr(cost, "data", {}).get("drift_reference")
-            if device == "cpu" and speed:  # time it at the speed the profile was normalized to
-                from calibration.drift import DriftReference
-                from calibration.model_clock import time_model
-
-                w, v = reference_shares(graph, cost)
-                timing = time_model(module, fn, DriftReference(), speed["compute_s"], w,
-                                    stream_baseline_s=speed.get("weight_stream_s"), stream_share=v)
-                measured = timing.normalized_s
-                row["measured_raw_s"] = timing.raw_s
-                stream = f", weight-stream share {v:.2f}" if speed.get("weight_stream_s") else ""
-                row["normalized"] = (f"to the profile's reference speeds, compute share {w:.2f}{stream}, "
-                                     f"{timing.segments_per_call} segments a call")
-            else:
-                measured = time_call(fn, device)
+            if first is not None:
+                return {**row, **timed(module, fn, device, speed, first.get("reference_shares", (1.0, 0.0)))}
+            predicted, graph = predict(module, inputs, kwargs, cost, reset)
+            row["reference_shares"] = reference_shares(graph, cost)
+            row.update(timed(module, fn, device, speed, row["reference_shares"]))
+            measured = row["measured_s"]
             categories = measured_categories(fn, device)
             if device == "cpu":
                 row["page_faults_per_call"] = page_faults(fn)
@@ -307,7 +324,7 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool) -> dict
                 row["untimed_ops"] = int(alone.pop("untimed"))
                 row["isolated_s"] = sum(alone.values())
         m, p = shares(categories), shares(predicted.by_category_s)
-        row.update(measured_s=measured, predicted_s=predicted.seconds,
+        row.update(predicted_s=predicted.seconds,
                    error=(predicted.seconds - measured) / measured,
                    max_share_diff_points=100 * max(abs(m[c] - p[c]) for c in CATEGORIES),
                    graph_ops=len(graph.ops), fallback_ops=predicted.fallback_ops,

@@ -186,6 +186,27 @@ def test_a_linears_samples_are_rescaled_by_both_references_and_other_kernels_by_
     assert reference.streams == 2
 
 
+def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
+    from calibration.drift import at_speeds, typical_speeds
+
+    # Three entries under two clocks (a run resumed under a new one): the first clock's baseline 1.0 ms,
+    # the second's 2.0 ms. Absolute compute readings: 1.2, 0.8 and 1.0 ms; median 1.0 ms.
+    entries = [
+        {"compute_drift": 1.2, "compute_reference_s": 1e-3, "compute_share": 1.0, "median_s": 1.0},
+        {"compute_drift": 0.8, "compute_reference_s": 1e-3, "compute_share": 0.5, "median_s": 1.0,
+         "stream_drift": 2.0, "stream_reference_s": 4e-3, "stream_share": 0.5},
+        {"compute_drift": 0.5, "compute_reference_s": 2e-3, "compute_share": 1.0, "median_s": 1.0},
+    ]
+    speeds = typical_speeds(entries)
+    assert speeds == pytest.approx({"compute_s": 1e-3, "weight_stream_s": 8e-3})
+    assert at_speeds(entries[0], speeds) == pytest.approx(1.0)  # already at 1.0 ms
+    assert at_speeds(entries[1], speeds) == pytest.approx(2.0**0.5)  # memory: 8 ms against 4, to the 0.5
+    # A time taken to a 2.0 ms compute speed is half of what it is at 1.0 ms (w = 1).
+    assert at_speeds(entries[2], speeds) == pytest.approx(0.5)
+    assert at_speeds({"median_s": 1.0}, speeds) == 1.0  # a GPU entry: no reference
+    assert typical_speeds([{"median_s": 1.0}]) == {}
+
+
 def test_pass_medians_settle_when_the_two_nearest_their_median_agree():
     assert run_module.settled([1.0, 1.05])
     assert not run_module.settled([1.0, 1.2])
@@ -215,13 +236,18 @@ def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_
         median = 1e-3 if shape == cheap else 3 * run_module.CHEAP_KERNEL_S * (3 if slow else 1)
         return timers.Timing(median_s=median, min_s=median, spread=0.0, repeats=5, rejected=0)
 
-    class SteadyMemory(run_module.DriftReference):
+    class SteadyMachine(run_module.DriftReference):
+        """No drift: the corrected medians are the fake ones."""
+
+        def compute_warm(self) -> float:
+            return 1e-3
+
         def weight_stream(self, runs: int = 2) -> float:
-            return 1e-3  # no memory drift, and no 4 ms readings in a unit test
+            return 4e-3
 
     monkeypatch.setattr(kernels, "make_runner", recording_runner)
     monkeypatch.setattr(timers, "measure", fake_measure)
-    monkeypatch.setattr(run_module, "DriftReference", SteadyMemory)
+    monkeypatch.setattr(run_module, "DriftReference", SteadyMachine)
     out = tmp_path / "p.json"
     run_module.run("cpu", "fp32", True, [], out, passes=2, max_passes=5)
     # One extra pass settles the noisy kernel; the steady one is not measured again; the cheap one

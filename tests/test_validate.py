@@ -93,10 +93,18 @@ def test_rounds_keep_the_median_timing_and_rewrite_the_csv(tmp_path, monkeypatch
     timings = iter([1.0, 2.0, 1.6, 2.4, 1.2, 1.9])  # case A, case B, round after round
     monkeypatch.setattr(v, "default_cases", lambda device, models, attentions: [
         v.Case("sd-unet", 1, 256, "flash"), v.Case("sd-vae-decoder", 1, 128, "flash")])
-    monkeypatch.setattr(v, "validate_case", lambda case, device, profile, isolated: {
-        "case": case.label, "attention": case.attention, "measured_s": next(timings), "predicted_s": 1.5,
-        "error": 0.0, "max_share_diff_points": 0.0})
+    firsts = []
+
+    def fake_case(case, device, profile, isolated, first=None):
+        firsts.append(first)
+        if first:  # a later round: the timing only
+            return {"case": case.label, "attention": case.attention, "measured_s": next(timings)}
+        return {"case": case.label, "attention": case.attention, "measured_s": next(timings), "predicted_s": 1.5,
+                "error": 0.0, "max_share_diff_points": 0.0}
+
+    monkeypatch.setattr(v, "validate_case", fake_case)
     rows = v.validate("cpu", "cpu", tmp_path / "v.csv", rounds=3)
+    assert firsts[:2] == [None, None] and all(f is not None for f in firsts[2:])  # only round 1 predicts
     assert [r["measured_s"] for r in rows] == [1.2, 2.0]  # medians of (1.0, 1.6, 1.2) and (2.0, 2.4, 1.9)
     assert rows[0]["error"] == pytest.approx(0.25)  # re-taken against the median
     written = list(csv.DictReader((tmp_path / "v.csv").open()))
