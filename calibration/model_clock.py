@@ -16,19 +16,21 @@ time is not the model's), and starts the next. Each segment is taken to the
 reference speed by the geometric mean of the readings around it, like a batch
 of kernel samples:
 
-    segment * (baseline_s / sqrt(ref_before * ref_after))^w * (stream_baseline_s / sqrt(stream_before * stream_after))^v
+    segment * (baseline_s / sqrt(ref_before * ref_after))^w
+            * (stream_baseline_s / sqrt(stream_before * stream_after))^v
 
-w and v are the graph's compute share and weight-stream share, the kernels'
-own (calibration/drift.py) weighted by their predicted times; a memory-bound
-LLaMA decode step has v 0.9, the convolutional models next to none, and below
-0.05 the stream reference is not read. A call's time is the sum of its segments. With 20 ms segments the same
-cycles came out 0.94-1.10x the kernels alone, the five calls of one cycle within
-5% of each other.
+w and v are the graph's compute and weight-stream shares, its kernels' own
+(calibration/drift.py) weighted by their predicted times: a memory-bound LLaMA
+decode step has v 0.9, the convolutional models next to none, and below 0.05
+the stream reference is not read. A call's time is the sum of its segments.
+With 20 ms segments the same cycles came out 0.94-1.10x the kernels alone, the
+five calls of one cycle within 5% of each other.
 
 What the segments cost the model: each reading (two 384^3 matmuls, ~2 ms, and
-where v counts two one-row linears, ~9 ms) replaces the model's data in the
-caches with the references' operands, so the module after it starts colder than it would have; every
-module entry pays a Python hook of about a microsecond.
+where v counts, two one-row linears, ~9 ms) replaces the model's data in the
+caches with the references' operands, so the module after it starts colder
+than it would have; every module entry pays a Python hook of about a
+microsecond.
 """
 
 from __future__ import annotations
