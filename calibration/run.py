@@ -287,7 +287,11 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "buffers": good[0]["buffers"],
             "wall_s": round(sum(e["wall_s"] for e in good), 3),
         }
-        if "stream_drift" in good[0]:  # the weight-stream reference's speed against the start, per pass
+        # The references' readings against the clock's start, per pass: with the pass medians, how much
+        # this kernel's times follow each reference can be fitted afterwards.
+        if "compute_drift" in good[0]:
+            point["compute_drifts"] = [round(e["compute_drift"], 4) for e in good]
+        if "stream_drift" in good[0]:
             point["stream_drifts"] = [round(e["stream_drift"], 4) for e in good]
         by_kind.setdefault(good[0]["kind"], []).append(point)
     kinds = {}
