@@ -56,6 +56,11 @@ from emulator.devices import Device
 from emulator.ops import Op
 
 
+# Below this v a linear's batches skip the weight-stream reference: two readings (~9 ms) would cost more
+# than the rescaling changes.
+MIN_STREAM_SHARE = 0.05
+
+
 class DriftReference:
     """The two reference kernels."""
 
@@ -144,10 +149,6 @@ class DriftCorrectedCpuClock:
         return [e / scale for e in elapsed]
 
 
-# Below this v a linear's batches skip the weight-stream reference: two readings (~9 ms) would cost more
-# than the rescaling changes.
-MIN_STREAM_SHARE = 0.05
-
 
 def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
     """w: the compute part of the kernel's roofline time on the device."""
@@ -157,7 +158,6 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
     rate = device.matmul_flops_per_s(dtype) if op.mac_flops else device.vector_flops_per_s
     compute, memory = flops / rate, nbytes / device.bytes_per_s
     return compute / (compute + memory) if compute + memory > 0 else 0.0
-
 
 
 def stream_share(kind: str, shape, dtype: str, device: Device) -> float:
