@@ -35,14 +35,15 @@ which the calibration first rescaled every memory-bound kernel by (0.07-0.27):
 that added the copy's own 11-12% noise to them, and the copy read 5-20% slower
 right after a kernel than in a loop of its own. Those kernels are left alone.
 
-The exponents are the rule's, not measured per kernel, and on some days the
-kernels follow the references much less than they say. Over 4 minutes of
-2026-11-26 (872 rounds), a 128x4096x4096 linear (w 0.91) followed the compute
-reference with elasticity 0.36 (correlation 0.44) and the weight-stream one with
-0.62 (0.54); a 320-channel 3x3 conv on 32x32, 0.25 and 0.39; a 768^3 matmul
-followed the 384^3 one better than either (0.54 and 0.44). That is what leaves
-a compute-bound model's validation error moving with the machine's state (the
-LLaMA prefill: +2.7% to +15.4% within a day).
+These exponents are a rule, applied while measuring, and some days the kernels
+follow the references much less than it says. Over 4 minutes of 2026-11-26
+(872 rounds), a 128x4096x4096 linear (w 0.91) followed the compute reference
+with elasticity 0.36 (correlation 0.44) and the weight-stream one with 0.62
+(0.54); a 320-channel 3x3 conv on 32x32, 0.25 and 0.39; a 768^3 matmul followed
+the 384^3 one better than either (0.54 and 0.44). So each entry records the
+references' median drifts beside its time, and the profile restates every
+pass with exponents fitted per kind from the run's passes
+(calibration/elasticity.py, `at_speeds`).
 """
 
 from __future__ import annotations
@@ -184,11 +185,22 @@ def typical_speeds(entries: list[dict]) -> dict:
     return speeds
 
 
-def at_speeds(entry: dict, speeds: dict) -> float:
-    """The factor that takes an entry's times from its clock's baselines to `speeds` (1 without a reference)."""
+def at_speeds(entry: dict, speeds: dict, exponents: tuple[float, float] | None = None) -> float:
+    """The factor that takes an entry's times from its clock's baselines to `speeds` (1 without a reference).
+
+    The clock rescaled the entry's batches by the references' drifts d to the rule's exponents (w, v);
+    given other (compute, weight-stream) exponents (calibration/elasticity.py), the rule's rescaling is
+    undone with the entry's median drifts and theirs applied:
+
+        raw = time * d_c^w * d_s^v,   at speeds = raw * (speed_c / reading_c)^e_c * (speed_s / reading_s)^e_s
+    """
     if "compute_drift" not in entry or "compute_s" not in speeds:
         return 1.0
-    factor = (speeds["compute_s"] / entry["compute_reference_s"]) ** entry["compute_share"]
+    w, drift, base = entry["compute_share"], entry["compute_drift"], entry["compute_reference_s"]
+    e_c = w if exponents is None else exponents[0]
+    factor = drift**w * (speeds["compute_s"] / (drift * base)) ** e_c
     if "stream_drift" in entry and "weight_stream_s" in speeds:
-        factor *= (speeds["weight_stream_s"] / entry["stream_reference_s"]) ** entry["stream_share"]
+        v, drift, base = entry["stream_share"], entry["stream_drift"], entry["stream_reference_s"]
+        e_s = v if exponents is None else exponents[1]
+        factor *= drift**v * (speeds["weight_stream_s"] / (drift * base)) ** e_s
     return factor

@@ -16,13 +16,15 @@ time is not the model's), and starts the next. Each segment is taken to the
 reference speed by the geometric mean of the readings around it, like a batch
 of kernel samples:
 
-    segment * (baseline_s / sqrt(ref_before * ref_after))^w
-            * (stream_baseline_s / sqrt(stream_before * stream_after))^v
+    segment * (baseline_s / sqrt(ref_before * ref_after))^e_c
+            * (stream_baseline_s / sqrt(stream_before * stream_after))^e_s
 
-w and v are the graph's compute and weight-stream shares, its kernels' own
-(calibration/drift.py) weighted by their predicted times: a memory-bound LLaMA
-decode step has v 0.9, the convolutional models next to none, and below 0.05
-the stream reference is not read. A call's time is the sum of its segments.
+e_c and e_s are the graph's compute and weight-stream exponents, its kernels'
+own weighted by their predicted times: fitted per kind from the calibration's
+passes where the profile records them (calibration/elasticity.py), else the
+roofline shares (calibration/drift.py). A memory-bound LLaMA decode step has
+an e_s of 0.9, the convolutional models none, and below 0.05 the stream
+reference is not read. A call's time is the sum of its segments.
 With 20 ms segments the same cycles came out 0.94-1.10x the kernels alone, the
 five calls of one cycle within 5% of each other.
 
@@ -53,13 +55,13 @@ class ModelTiming:
 class SegmentedModelClock:
     """Forward pre-hooks on every submodule of `module` that cut a call into reference-bracketed segments."""
 
-    def __init__(self, module, reference, baseline_s: float, compute_share: float, interval_s: float = 0.02,
-                 stream_baseline_s: float | None = None, stream_share: float = 0.0):
+    def __init__(self, module, reference, baseline_s: float, compute_exponent: float, interval_s: float = 0.02,
+                 stream_baseline_s: float | None = None, stream_exponent: float = 0.0):
         self.reference = reference  # calibration.drift.DriftReference, or anything with its two readings
         self.baseline_s = baseline_s
-        self.compute_share = compute_share
+        self.compute_exponent = compute_exponent
         self.stream_baseline_s = stream_baseline_s
-        self.stream_share = stream_share if stream_baseline_s and stream_share >= MIN_STREAM_SHARE else 0.0
+        self.stream_exponent = stream_exponent if stream_baseline_s and stream_exponent >= MIN_STREAM_SHARE else 0.0
         self.interval_s = interval_s
         self.active = False
         self.handles = [m.register_forward_pre_hook(self._at_module_entry) for m in module.modules()]
@@ -73,7 +75,7 @@ class SegmentedModelClock:
 
     def _read(self) -> tuple[float, float]:
         """(compute reference, weight-stream reference or 1.0 where it does not apply)."""
-        stream = self.reference.weight_stream() if self.stream_share else 1.0
+        stream = self.reference.weight_stream() if self.stream_exponent else 1.0
         return self.reference.compute_warm(), stream
 
     def _close_segment(self, now: float) -> None:
@@ -99,9 +101,9 @@ class SegmentedModelClock:
     def normalized(self, segments) -> float:
         total = 0.0
         for s, (compute_before, stream_before), (compute_after, stream_after) in segments:
-            scale = (self.baseline_s / math.sqrt(compute_before * compute_after)) ** self.compute_share
-            if self.stream_share:
-                scale *= (self.stream_baseline_s / math.sqrt(stream_before * stream_after)) ** self.stream_share
+            scale = (self.baseline_s / math.sqrt(compute_before * compute_after)) ** self.compute_exponent
+            if self.stream_exponent:
+                scale *= (self.stream_baseline_s / math.sqrt(stream_before * stream_after)) ** self.stream_exponent
             total += s * scale
         return total
 
@@ -110,14 +112,14 @@ class SegmentedModelClock:
             handle.remove()
 
 
-def time_model(module, fn, reference, baseline_s: float, compute_share: float, warmup: int = 1,
+def time_model(module, fn, reference, baseline_s: float, compute_exponent: float, warmup: int = 1,
                calls: int = 5, interval_s: float = 0.02, stream_baseline_s: float | None = None,
-               stream_share: float = 0.0) -> ModelTiming:
+               stream_exponent: float = 0.0) -> ModelTiming:
     """Median of `calls` calls of fn (which runs module), each at the profile's reference speed."""
     for _ in range(warmup):
         fn()
-    clock = SegmentedModelClock(module, reference, baseline_s, compute_share, interval_s, stream_baseline_s,
-                                stream_share)
+    clock = SegmentedModelClock(module, reference, baseline_s, compute_exponent, interval_s, stream_baseline_s,
+                                stream_exponent)
     try:
         per_call = [clock.call(fn) for _ in range(calls)]
     finally:

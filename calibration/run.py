@@ -28,6 +28,7 @@ from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
 from calibration.drift import (DriftCorrectedCpuClock, DriftReference, at_speeds, compute_share, stream_share,
                               typical_speeds)
+from calibration.elasticity import exponents, fit_exponents
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
 from emulator.cost.predictor import fit_predictor
@@ -266,6 +267,21 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
     # the clock's start; the profile states its times at the references' median speeds over the run
     # instead, and keeps them so that later timings (calibration validate) are taken to the same speeds.
     speeds = typical_speeds([e for key, e in done.items() if key != "host" and "error" not in e])
+    # How far each kind's times follow the references, fitted from the passes (calibration/elasticity.py);
+    # the pass medians are restated with those exponents in place of the rule's.
+    kernels_by_kind: dict[str, list] = {}
+    for entries in measurements.values():
+        good = [e for e in entries if "error" not in e]
+        if good:
+            kernels_by_kind.setdefault(good[0]["kind"], []).append(good)
+    fitted = fit_exponents(kernels_by_kind) if speeds else {}
+
+    def restated(e: dict, seconds: float) -> float:
+        if "compute_drift" not in e:
+            return seconds
+        exps = exponents(e["kind"], e["compute_share"], e.get("stream_share", 0.0), fitted)
+        return seconds * at_speeds(e, speeds, exps)
+
     by_kind: dict[str, list] = {}
     failed = []
     for entries in measurements.values():
@@ -274,11 +290,11 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             e = entries[0]
             failed.append({"kind": e["kind"], "shape": e["shape"], "reason": e["error"]})
             continue
-        medians = [e["median_s"] * at_speeds(e, speeds) for e in good]
+        medians = [restated(e, e["median_s"]) for e in good]
         point = {
             "shape": good[0]["shape"],
             "median_s": statistics.median(medians),  # over passes (drift-corrected on a CPU)
-            "min_s": min(e["min_s"] * at_speeds(e, speeds) for e in good),
+            "min_s": min(restated(e, e["min_s"]) for e in good),
             "spread": max(e["spread"] for e in good),  # within a pass, the worst
             "pass_medians_s": medians,
             "repeats": sum(e["repeats"] for e in good),
@@ -319,13 +335,17 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "drift_correction": ("each batch of samples rescaled by a 384^3 matmul run around it, to the "
                                  "power of the kernel's compute share, and a linear's also by a one-row "
                                  "linear streaming 67 MB of weights, to the power of its memory share; "
-                                 "stated at the references' median speeds over the run (drift_reference); "
-                                 "see calibration/drift.py") if speeds else "none",
+                                 "the pass medians restated with exponents fitted per kind from the passes "
+                                 "(drift_exponents; the shares' rule for kinds without enough passes), at "
+                                 "the references' median speeds over the run (drift_reference); see "
+                                 "calibration/drift.py and calibration/elasticity.py") if speeds else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         # the speed the kernel times are normalized to, so that later timings on this machine
         # (calibration validate) can be normalized the same way
         **({"drift_reference": speeds} if speeds else {}),
+        # per kind, (a, b) of each reference's exponent a * w + b * (1 - w) for a kernel of compute share w
+        **({"drift_exponents": fitted} if fitted else {}),
         "host": {**done["host"], "included_in_kernel_times": device == "cpu"},
         "kinds": kinds,
         "skipped": [{"kind": k, "shape": shape_to_json(s), "reason": r} for k, s, r in skipped] + failed,

@@ -177,19 +177,24 @@ def page_faults(fn) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-def reference_shares(graph, cost) -> tuple[float, float]:
-    """(w, v): the graph's compute and weight-stream shares, its kernels' own weighted by their times."""
+def reference_exponents(graph, cost, fitted: dict | None = None) -> tuple[float, float]:
+    """The graph's (compute, weight-stream) reference exponents: its kernels' own, weighted by their times.
+
+    A kernel's are the profile's fitted ones for its kind (`drift_exponents`, calibration/elasticity.py),
+    or the rule's roofline shares (w, v) where the profile has none.
+    """
     from calibration.drift import compute_share, stream_share
+    from calibration.elasticity import exponents
     from emulator.cost.kernels import kernel_kind
 
-    w = v = total = 0.0
+    e_c = e_s = total = 0.0
     for op in graph.ops:
         t = cost.op_time(op)
         kind = kernel_kind(op, cost.attention)
-        w += t * compute_share(kind, op.shape, op.dtype, cost.device)
-        v += t * stream_share(kind, op.shape, op.dtype, cost.device)
-        total += t
-    return (w / total, v / total) if total else (0.0, 0.0)
+        w = compute_share(kind, op.shape, op.dtype, cost.device)
+        c, s = exponents(kind, w, stream_share(kind, op.shape, op.dtype, cost.device), fitted)
+        e_c, e_s, total = e_c + t * c, e_s + t * s, total + t
+    return (e_c / total, e_s / total) if total else (0.0, 0.0)
 
 
 def predict(module, inputs, kwargs, cost, reset):
@@ -271,19 +276,19 @@ def write_rows(out: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
 
 
-def timed(module, fn, device: str, speed: dict | None, shares: tuple[float, float]) -> dict:
+def timed(module, fn, device: str, speed: dict | None, exps: tuple[float, float]) -> dict:
     """measured_s (at the profile's reference speeds where it records them), measured_raw_s, how."""
     if device != "cpu" or not speed:
         return {"measured_s": time_call(fn, device)}
     from calibration.drift import DriftReference
     from calibration.model_clock import time_model
 
-    w, v = shares
-    timing = time_model(module, fn, DriftReference(), speed["compute_s"], w,
-                        stream_baseline_s=speed.get("weight_stream_s"), stream_share=v)
-    stream = f", weight-stream share {v:.2f}" if speed.get("weight_stream_s") else ""
+    e_c, e_s = exps
+    timing = time_model(module, fn, DriftReference(), speed["compute_s"], e_c,
+                        stream_baseline_s=speed.get("weight_stream_s"), stream_share=e_s)
+    stream = f", weight-stream exponent {e_s:.2f}" if speed.get("weight_stream_s") else ""
     return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
-            "normalized": (f"to the profile's reference speeds, compute share {w:.2f}{stream}, "
+            "normalized": (f"to the profile's reference speeds, compute exponent {e_c:.2f}{stream}, "
                            f"{timing.segments_per_call} segments a call")}
 
 
@@ -307,11 +312,12 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
             module, inputs, kwargs, fn, reset = build(case, device, dtype)
             cost = cost_model(profile, case.attention)
             speed = getattr(cost, "data", {}).get("drift_reference")
+            fitted = getattr(cost, "data", {}).get("drift_exponents")
             if first is not None:
-                return {**row, **timed(module, fn, device, speed, first.get("reference_shares", (1.0, 0.0)))}
+                return {**row, **timed(module, fn, device, speed, first.get("reference_exponents", (1.0, 0.0)))}
             predicted, graph = predict(module, inputs, kwargs, cost, reset)
-            row["reference_shares"] = reference_shares(graph, cost)
-            row.update(timed(module, fn, device, speed, row["reference_shares"]))
+            row["reference_exponents"] = reference_exponents(graph, cost, fitted)
+            row.update(timed(module, fn, device, speed, row["reference_exponents"]))
             measured = row["measured_s"]
             categories = measured_categories(fn, device)
             if device == "cpu":
@@ -320,7 +326,8 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
                 from calibration.isolated import isolated_seconds
 
                 alone = isolated_seconds(graph, case.attention, "fp16" if device == "cuda" else "fp32",
-                                         device, cost.device.l2_MB * 1e6, speed if device == "cpu" else None)
+                                         device, cost.device.l2_MB * 1e6, speed if device == "cpu" else None,
+                                         fitted=fitted)
                 row["untimed_ops"] = int(alone.pop("untimed"))
                 row["isolated_s"] = sum(alone.values())
         m, p = shares(categories), shares(predicted.by_category_s)

@@ -204,6 +204,10 @@ def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
     # A time taken to a 2.0 ms compute speed is half of what it is at 1.0 ms (w = 1).
     assert at_speeds(entries[2], speeds) == pytest.approx(0.5)
     assert at_speeds({"median_s": 1.0}, speeds) == 1.0  # a GPU entry: no reference
+    # Fitted exponents instead of the rule's: entry 0 was rescaled by 1.2^1 at 1.2 ms; undone, and taken
+    # from 1.2 ms to 1.0 ms to the 0.5 instead, the factor is 1.2 * (1.0 / 1.2)^0.5 = 1.095 (hand-computed).
+    assert at_speeds(entries[0], speeds, (0.5, 0.0)) == pytest.approx(1.2**0.5)
+    assert at_speeds(entries[1], speeds, (0.5, 0.5)) == pytest.approx(at_speeds(entries[1], speeds))  # the rule
     assert typical_speeds([{"median_s": 1.0}]) == {}
 
 
@@ -334,7 +338,7 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
         model(torch.zeros(1))
 
     reference = SlowingMachine()
-    clock = SegmentedModelClock(model, reference, baseline_s=1e-3, compute_share=1.0, interval_s=0.005)
+    clock = SegmentedModelClock(model, reference, baseline_s=1e-3, compute_exponent=1.0, interval_s=0.005)
     segments = clock.call(fn)
     # The container and the first child enter at once; each later child closes a 10 ms segment,
     # and the end of the call closes the last: 3 segments, 4 readings.
@@ -350,7 +354,7 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
     # With w = 0.25 and v = 0.75 against a 2 ms stream baseline, the steady 4 ms stream readings halve
     # the memory part: segment * (1 ms / compute mean)^0.25 * (2/4)^0.75.
     both = SegmentedModelClock(model, SlowingMachine(), 1e-3, 0.25, interval_s=0.005, stream_baseline_s=2e-3,
-                               stream_share=0.75)
+                               stream_exponent=0.75)
     segments = both.call(fn)
     expected = sum(s * (1e-3 / math.sqrt(b[0] * a[0])) ** 0.25 * 0.5**0.75 for s, b, a in segments)
     assert both.normalized(segments) == pytest.approx(expected, rel=1e-12)
@@ -359,7 +363,7 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
     assert len(whole.call(fn)) == 1
     whole.remove()
 
-    memory_bound = time_model(model, fn, SlowingMachine(), 1e-3, compute_share=0.0, calls=3, interval_s=0.005)
+    memory_bound = time_model(model, fn, SlowingMachine(), 1e-3, compute_exponent=0.0, calls=3, interval_s=0.005)
     assert memory_bound.normalized_s == pytest.approx(memory_bound.raw_s)  # w = 0: the reference does not apply
     assert memory_bound.segments_per_call == 3
     assert not model._forward_pre_hooks  # the hooks are gone after timing
