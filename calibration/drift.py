@@ -41,9 +41,9 @@ follow the references much less than it says. Over 4 minutes of 2026-11-26
 with elasticity 0.36 (correlation 0.44) and the weight-stream one with 0.62
 (0.54); a 320-channel 3x3 conv on 32x32, 0.25 and 0.39; a 768^3 matmul followed
 the 384^3 one better than either (0.54 and 0.44). So each entry records the
-references' median drifts beside its time, and the profile restates every
-pass with exponents fitted per kind from the run's passes
-(calibration/elasticity.py, `at_speeds`).
+references' median drifts beside its time, and the profile restates each
+pass's deviation from its kernel's mean with exponents fitted per kind from the
+run's passes (calibration/elasticity.py, `fluctuation`).
 """
 
 from __future__ import annotations
@@ -185,22 +185,34 @@ def typical_speeds(entries: list[dict]) -> dict:
     return speeds
 
 
-def at_speeds(entry: dict, speeds: dict, exponents: tuple[float, float] | None = None) -> float:
-    """The factor that takes an entry's times from its clock's baselines to `speeds` (1 without a reference).
-
-    The clock rescaled the entry's batches by the references' drifts d to the rule's exponents (w, v);
-    given other (compute, weight-stream) exponents (calibration/elasticity.py), the rule's rescaling is
-    undone with the entry's median drifts and theirs applied:
-
-        raw = time * d_c^w * d_s^v,   at speeds = raw * (speed_c / reading_c)^e_c * (speed_s / reading_s)^e_s
-    """
+def at_speeds(entry: dict, speeds: dict) -> float:
+    """The factor that takes an entry's times from its clock's baselines to `speeds` (1 without a reference)."""
     if "compute_drift" not in entry or "compute_s" not in speeds:
         return 1.0
-    w, drift, base = entry["compute_share"], entry["compute_drift"], entry["compute_reference_s"]
-    e_c = w if exponents is None else exponents[0]
-    factor = drift**w * (speeds["compute_s"] / (drift * base)) ** e_c
+    factor = (speeds["compute_s"] / entry["compute_reference_s"]) ** entry["compute_share"]
     if "stream_drift" in entry and "weight_stream_s" in speeds:
-        v, drift, base = entry["stream_share"], entry["stream_drift"], entry["stream_reference_s"]
-        e_s = v if exponents is None else exponents[1]
-        factor *= drift**v * (speeds["weight_stream_s"] / (drift * base)) ** e_s
+        factor *= (speeds["weight_stream_s"] / entry["stream_reference_s"]) ** entry["stream_share"]
+    return factor
+
+
+def readings(entry: dict) -> tuple[float, float]:
+    """The entry's absolute (compute, weight-stream) reference readings: its median drifts times its baselines."""
+    stream = entry["stream_drift"] * entry["stream_reference_s"] if "stream_drift" in entry else 1.0
+    return entry["compute_drift"] * entry["compute_reference_s"], stream
+
+
+def fluctuation(entry: dict, level: tuple[float, float], exponents: tuple[float, float]) -> float:
+    """The factor that swaps the rule's exponents (w, v) for fitted ones on an entry's readings' deviation from
+    `level` (its kernel's readings' geometric means over its passes).
+
+    A pass's time at the profile's speeds is raw * (speed / reading)^w by the rule. The fitted exponents
+    (calibration/elasticity.py) come from each kernel's passes against its own mean, so they describe
+    how its time follows the references' fluctuations about that mean, not how its mean reading relates
+    to the run's median (which also depends on what ran before the reference). So the level keeps the
+    rule and the fluctuation takes the fit: raw * (speed / level)^w * (level / reading)^e.
+    """
+    compute, stream = readings(entry)
+    factor = (level[0] / compute) ** (exponents[0] - entry["compute_share"])
+    if "stream_drift" in entry:
+        factor *= (level[1] / stream) ** (exponents[1] - entry["stream_share"])
     return factor

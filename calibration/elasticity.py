@@ -26,6 +26,13 @@ so that a direction the data barely hold (the split of e between a and b
 when all of a kind's kernels have about one w) stays at the rule; a pass
 further out than four robust standard deviations of the residuals (a
 neighbour's burst during it) is dropped and the fit repeated.
+
+Since each kernel's passes are taken against their own mean, the fit says how a
+kernel's time follows the references' fluctuations, not how its mean reading
+relates to the run's median (which also depends on what ran before the
+reference). The profile and the validation's model clock keep the rule for
+that level and use the fit for the fluctuations (calibration/drift.py,
+`fluctuation`; calibration/model_clock.py).
 """
 
 from __future__ import annotations

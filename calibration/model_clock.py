@@ -13,18 +13,20 @@ So the model is cut into segments of about `interval_s` of its own work. A
 forward pre-hook on every submodule checks the time at each module's entry;
 once a segment is that long, it stops the segment, reads the reference (its
 time is not the model's), and starts the next. Each segment is taken to the
-reference speed by the geometric mean of the readings around it, like a batch
-of kernel samples:
+reference speed by the readings around it, like a batch of kernel samples.
+Where the profile has fitted exponents (calibration/elasticity.py), the
+readings' level over all calls is taken to the profile's speeds by the roofline
+shares, as the profile's kernels were, and each segment's readings against
+that level by the fitted exponents, which describe only such fluctuations:
 
-    segment * (baseline_s / sqrt(ref_before * ref_after))^e_c
-            * (stream_baseline_s / sqrt(stream_before * stream_after))^e_s
+    segment * (baseline_s / level)^w * (level / sqrt(ref_before * ref_after))^e_c
+            * (the same for the weight-stream reference, with v and e_s)
 
-e_c and e_s are the graph's compute and weight-stream exponents, its kernels'
-own weighted by their predicted times: fitted per kind from the calibration's
-passes where the profile records them (calibration/elasticity.py), else the
-roofline shares (calibration/drift.py). A memory-bound LLaMA decode step has
-an e_s of 0.9, the convolutional models none, and below 0.05 the stream
-reference is not read. A call's time is the sum of its segments.
+Without them the level is each segment's own readings (the shares alone).
+w, v, e_c and e_s are the graph's kernels' own, weighted by their predicted
+times: a memory-bound LLaMA decode step has a v of 0.9, the convolutional
+models next to none, and below 0.05 the stream reference is not read. A call's
+time is the sum of its segments.
 With 20 ms segments the same cycles came out 0.94-1.10x the kernels alone, the
 five calls of one cycle within 5% of each other.
 
@@ -55,13 +57,16 @@ class ModelTiming:
 class SegmentedModelClock:
     """Forward pre-hooks on every submodule of `module` that cut a call into reference-bracketed segments."""
 
-    def __init__(self, module, reference, baseline_s: float, compute_exponent: float, interval_s: float = 0.02,
-                 stream_baseline_s: float | None = None, stream_exponent: float = 0.0):
+    def __init__(self, module, reference, baseline_s: float, compute_share: float, interval_s: float = 0.02,
+                 stream_baseline_s: float | None = None, stream_share: float = 0.0,
+                 exponents: tuple[float, float] | None = None):
+        """compute_share, stream_share: the level's exponents (w, v); exponents: the fluctuations' (e_c, e_s)."""
         self.reference = reference  # calibration.drift.DriftReference, or anything with its two readings
         self.baseline_s = baseline_s
-        self.compute_exponent = compute_exponent
         self.stream_baseline_s = stream_baseline_s
-        self.stream_exponent = stream_exponent if stream_baseline_s and stream_exponent >= MIN_STREAM_SHARE else 0.0
+        self.shares = (compute_share, stream_share if stream_baseline_s else 0.0)
+        self.exponents = exponents if exponents is not None else self.shares
+        self.reads_stream = bool(stream_baseline_s) and max(self.shares[1], self.exponents[1]) >= MIN_STREAM_SHARE
         self.interval_s = interval_s
         self.active = False
         self.handles = [m.register_forward_pre_hook(self._at_module_entry) for m in module.modules()]
@@ -75,7 +80,7 @@ class SegmentedModelClock:
 
     def _read(self) -> tuple[float, float]:
         """(compute reference, weight-stream reference or 1.0 where it does not apply)."""
-        stream = self.reference.weight_stream() if self.stream_exponent else 1.0
+        stream = self.reference.weight_stream() if self.reads_stream else 1.0
         return self.reference.compute_warm(), stream
 
     def _close_segment(self, now: float) -> None:
@@ -98,12 +103,25 @@ class SegmentedModelClock:
         self._close_segment(now)
         return self.segments
 
-    def normalized(self, segments) -> float:
+    @staticmethod
+    def level(calls) -> tuple[float, float]:
+        """The readings' (compute, stream) geometric means over segments of all calls, weighted by their times."""
+        segments = [seg for call in calls for seg in call]
+        total = sum(s for s, _, _ in segments) or 1.0
+        return tuple(math.exp(sum(s * math.log(math.sqrt(before[i] * after[i])) for s, before, after in segments)
+                              / total) for i in (0, 1))
+
+    def normalized(self, segments, level: tuple[float, float] | None = None) -> float:
+        """The call's time at the baselines: the readings' level taken there by the shares, each segment's
+        reading against the level by the exponents; without a level, each segment by the shares alone."""
+        (w, v), (e_c, e_s) = self.shares, self.exponents
         total = 0.0
         for s, (compute_before, stream_before), (compute_after, stream_after) in segments:
-            scale = (self.baseline_s / math.sqrt(compute_before * compute_after)) ** self.compute_exponent
-            if self.stream_exponent:
-                scale *= (self.stream_baseline_s / math.sqrt(stream_before * stream_after)) ** self.stream_exponent
+            compute, stream = math.sqrt(compute_before * compute_after), math.sqrt(stream_before * stream_after)
+            level_c, level_s = level or (compute, stream)
+            scale = (self.baseline_s / level_c) ** w * (level_c / compute) ** e_c
+            if self.reads_stream:
+                scale *= (self.stream_baseline_s / level_s) ** v * (level_s / stream) ** e_s
             total += s * scale
         return total
 
@@ -112,18 +130,19 @@ class SegmentedModelClock:
             handle.remove()
 
 
-def time_model(module, fn, reference, baseline_s: float, compute_exponent: float, warmup: int = 1,
+def time_model(module, fn, reference, baseline_s: float, compute_share: float, warmup: int = 1,
                calls: int = 5, interval_s: float = 0.02, stream_baseline_s: float | None = None,
-               stream_exponent: float = 0.0) -> ModelTiming:
+               stream_share: float = 0.0, exponents: tuple[float, float] | None = None) -> ModelTiming:
     """Median of `calls` calls of fn (which runs module), each at the profile's reference speed."""
     for _ in range(warmup):
         fn()
-    clock = SegmentedModelClock(module, reference, baseline_s, compute_exponent, interval_s, stream_baseline_s,
-                                stream_exponent)
+    clock = SegmentedModelClock(module, reference, baseline_s, compute_share, interval_s, stream_baseline_s,
+                                stream_share, exponents)
     try:
         per_call = [clock.call(fn) for _ in range(calls)]
     finally:
         clock.remove()
-    return ModelTiming(normalized_s=statistics.median(clock.normalized(s) for s in per_call),
+    level = clock.level(per_call) if exponents is not None else None
+    return ModelTiming(normalized_s=statistics.median(clock.normalized(s, level) for s in per_call),
                        raw_s=statistics.median(sum(seg[0] for seg in s) for s in per_call),
                        segments_per_call=round(statistics.median(len(s) for s in per_call)))

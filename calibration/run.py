@@ -26,8 +26,8 @@ from calibration.allocator import REUSE
 from calibration.allocator import apply as apply_allocator
 from calibration.fingerprint import catalog_name, fingerprint
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
-from calibration.drift import (DriftCorrectedCpuClock, DriftReference, at_speeds, compute_share, stream_share,
-                              typical_speeds)
+from calibration.drift import (DriftCorrectedCpuClock, DriftReference, at_speeds, compute_share, fluctuation,
+                              readings, stream_share, typical_speeds)
 from calibration.elasticity import exponents, fit_exponents
 from calibration.host import dispatch_seconds, framework_seconds_per_op
 from emulator.cost.kernels import work
@@ -267,8 +267,9 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
     # the clock's start; the profile states its times at the references' median speeds over the run
     # instead, and keeps them so that later timings (calibration validate) are taken to the same speeds.
     speeds = typical_speeds([e for key, e in done.items() if key != "host" and "error" not in e])
-    # How far each kind's times follow the references, fitted from the passes (calibration/elasticity.py);
-    # the pass medians are restated with those exponents in place of the rule's.
+    # How far each kind's times follow the references' fluctuations, fitted from the passes
+    # (calibration/elasticity.py): each pass's deviation from its kernel's mean reading is restated with
+    # those exponents in place of the rule's (calibration/drift.py, `fluctuation`).
     kernels_by_kind: dict[str, list] = {}
     for entries in measurements.values():
         good = [e for e in entries if "error" not in e]
@@ -276,11 +277,15 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             kernels_by_kind.setdefault(good[0]["kind"], []).append(good)
     fitted = fit_exponents(kernels_by_kind) if speeds else {}
 
-    def restated(e: dict, seconds: float) -> float:
-        if "compute_drift" not in e:
-            return seconds
-        exps = exponents(e["kind"], e["compute_share"], e.get("stream_share", 0.0), fitted)
-        return seconds * at_speeds(e, speeds, exps)
+    def restated(good: list[dict]) -> list[float]:
+        """Factors for the entries of one kernel: to the profile's speeds, fluctuations by the fitted exponents."""
+        if not all("compute_drift" in e for e in good):
+            return [at_speeds(e, speeds) for e in good]
+        logs = [[math.log(r) for r in readings(e)] for e in good]
+        level = tuple(math.exp(sum(col) / len(good)) for col in zip(*logs))
+        return [at_speeds(e, speeds) * fluctuation(e, level, exponents(e["kind"], e["compute_share"],
+                                                                       e.get("stream_share", 0.0), fitted))
+                for e in good]
 
     by_kind: dict[str, list] = {}
     failed = []
@@ -290,11 +295,12 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             e = entries[0]
             failed.append({"kind": e["kind"], "shape": e["shape"], "reason": e["error"]})
             continue
-        medians = [restated(e, e["median_s"]) for e in good]
+        factors = restated(good)
+        medians = [e["median_s"] * f for e, f in zip(good, factors)]
         point = {
             "shape": good[0]["shape"],
             "median_s": statistics.median(medians),  # over passes (drift-corrected on a CPU)
-            "min_s": min(restated(e, e["min_s"]) for e in good),
+            "min_s": min(e["min_s"] * f for e, f in zip(good, factors)),
             "spread": max(e["spread"] for e in good),  # within a pass, the worst
             "pass_medians_s": medians,
             "repeats": sum(e["repeats"] for e in good),
@@ -335,9 +341,10 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list, qu
             "drift_correction": ("each batch of samples rescaled by a 384^3 matmul run around it, to the "
                                  "power of the kernel's compute share, and a linear's also by a one-row "
                                  "linear streaming 67 MB of weights, to the power of its memory share; "
-                                 "the pass medians restated with exponents fitted per kind from the passes "
-                                 "(drift_exponents; the shares' rule for kinds without enough passes), at "
-                                 "the references' median speeds over the run (drift_reference); see "
+                                 "each pass's deviation from its kernel's mean readings restated with "
+                                 "exponents fitted per kind from the passes (drift_exponents; the rule for "
+                                 "kinds without enough passes); stated at the references' median speeds "
+                                 "over the run (drift_reference); see "
                                  "calibration/drift.py and calibration/elasticity.py") if speeds else "none",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },

@@ -276,20 +276,24 @@ def write_rows(out: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
 
 
-def timed(module, fn, device: str, speed: dict | None, exps: tuple[float, float]) -> dict:
-    """measured_s (at the profile's reference speeds where it records them), measured_raw_s, how."""
+def timed(module, fn, device: str, speed: dict | None, weights: dict) -> dict:
+    """measured_s (at the profile's reference speeds where it records them), measured_raw_s, how.
+
+    weights: the graph's reference "shares" (w, v) and, where the profile has fitted ones, "exponents".
+    """
     if device != "cpu" or not speed:
         return {"measured_s": time_call(fn, device)}
     from calibration.drift import DriftReference
     from calibration.model_clock import time_model
 
-    e_c, e_s = exps
-    timing = time_model(module, fn, DriftReference(), speed["compute_s"], e_c,
-                        stream_baseline_s=speed.get("weight_stream_s"), stream_share=e_s)
-    stream = f", weight-stream exponent {e_s:.2f}" if speed.get("weight_stream_s") else ""
+    (w, v), exps = weights["shares"], weights.get("exponents")
+    timing = time_model(module, fn, DriftReference(), speed["compute_s"], w,
+                        stream_baseline_s=speed.get("weight_stream_s"), stream_share=v, exponents=exps)
+    how = f"compute share {w:.2f}" + (f", weight-stream share {v:.2f}" if speed.get("weight_stream_s") else "")
+    if exps:
+        how += f"; fluctuations by fitted exponents {exps[0]:.2f}, {exps[1]:.2f}"
     return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
-            "normalized": (f"to the profile's reference speeds, compute exponent {e_c:.2f}{stream}, "
-                           f"{timing.segments_per_call} segments a call")}
+            "normalized": f"to the profile's reference speeds, {how}, {timing.segments_per_call} segments a call"}
 
 
 def validate_case(case: Case, device: str, profile: str, isolated: bool, first: dict | None = None) -> dict:
@@ -314,10 +318,11 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
             speed = getattr(cost, "data", {}).get("drift_reference")
             fitted = getattr(cost, "data", {}).get("drift_exponents")
             if first is not None:
-                return {**row, **timed(module, fn, device, speed, first.get("reference_exponents", (1.0, 0.0)))}
+                return {**row, **timed(module, fn, device, speed, first.get("reference", {"shares": (1.0, 0.0)}))}
             predicted, graph = predict(module, inputs, kwargs, cost, reset)
-            row["reference_exponents"] = reference_exponents(graph, cost, fitted)
-            row.update(timed(module, fn, device, speed, row["reference_exponents"]))
+            row["reference"] = {"shares": reference_exponents(graph, cost),
+                                **({"exponents": reference_exponents(graph, cost, fitted)} if fitted else {})}
+            row.update(timed(module, fn, device, speed, row["reference"]))
             measured = row["measured_s"]
             categories = measured_categories(fn, device)
             if device == "cpu":
@@ -326,8 +331,7 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
                 from calibration.isolated import isolated_seconds
 
                 alone = isolated_seconds(graph, case.attention, "fp16" if device == "cuda" else "fp32",
-                                         device, cost.device.l2_MB * 1e6, speed if device == "cpu" else None,
-                                         fitted=fitted)
+                                         device, cost.device.l2_MB * 1e6, speed if device == "cpu" else None)
                 row["untimed_ops"] = int(alone.pop("untimed"))
                 row["isolated_s"] = sum(alone.values())
         m, p = shares(categories), shares(predicted.by_category_s)

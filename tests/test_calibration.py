@@ -187,7 +187,7 @@ def test_a_linears_samples_are_rescaled_by_both_references_and_other_kernels_by_
 
 
 def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
-    from calibration.drift import at_speeds, typical_speeds
+    from calibration.drift import at_speeds, fluctuation, typical_speeds
 
     # Three entries under two clocks (a run resumed under a new one): the first clock's baseline 1.0 ms,
     # the second's 2.0 ms. Absolute compute readings: 1.2, 0.8 and 1.0 ms; median 1.0 ms.
@@ -204,10 +204,12 @@ def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
     # A time taken to a 2.0 ms compute speed is half of what it is at 1.0 ms (w = 1).
     assert at_speeds(entries[2], speeds) == pytest.approx(0.5)
     assert at_speeds({"median_s": 1.0}, speeds) == 1.0  # a GPU entry: no reference
-    # Fitted exponents instead of the rule's: entry 0 was rescaled by 1.2^1 at 1.2 ms; undone, and taken
-    # from 1.2 ms to 1.0 ms to the 0.5 instead, the factor is 1.2 * (1.0 / 1.2)^0.5 = 1.095 (hand-computed).
-    assert at_speeds(entries[0], speeds, (0.5, 0.0)) == pytest.approx(1.2**0.5)
-    assert at_speeds(entries[1], speeds, (0.5, 0.5)) == pytest.approx(at_speeds(entries[1], speeds))  # the rule
+    # Fitted exponents on a pass's deviation from its kernel's level: entry 0 read 1.2 ms against a level of
+    # 1.0 ms; the rule took it back by 1.2^1, exponent 0.5 takes it by 1.2^0.5, so the factor is
+    # 1.2^(1 - 0.5) = 1.095 (hand-computed); entry 1's stream part 8 ms against 4 ms, (4/8)^(0.2 - 0.5).
+    assert fluctuation(entries[0], (1e-3, 1.0), (0.5, 0.0)) == pytest.approx(1.2**0.5)
+    assert fluctuation(entries[1], (0.8e-3, 4e-3), (0.5, 0.2)) == pytest.approx(0.5 ** (0.2 - 0.5))
+    assert fluctuation(entries[1], (1e-3, 1e-3), (0.5, 0.5)) == pytest.approx(1.0)  # the rule's exponents
     assert typical_speeds([{"median_s": 1.0}]) == {}
 
 
@@ -338,7 +340,7 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
         model(torch.zeros(1))
 
     reference = SlowingMachine()
-    clock = SegmentedModelClock(model, reference, baseline_s=1e-3, compute_exponent=1.0, interval_s=0.005)
+    clock = SegmentedModelClock(model, reference, baseline_s=1e-3, compute_share=1.0, interval_s=0.005)
     segments = clock.call(fn)
     # The container and the first child enter at once; each later child closes a 10 ms segment,
     # and the end of the call closes the last: 3 segments, 4 readings.
@@ -351,10 +353,20 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
     expected = sum(s / math.sqrt(b[0] * a[0] / 1e-6) for s, b, a in segments)
     assert clock.normalized(segments) == pytest.approx(expected, rel=1e-12)
     clock.remove()
+    # Fitted exponents: the readings' level over the call (geometric means sqrt(2), sqrt(6), sqrt(12) ms,
+    # weighted by the ~10 ms segments: about 2.3 ms) is taken to the baseline by w = 1, each segment's
+    # mean reading against it by e_c = 0.5.
+    level = SegmentedModelClock.level([segments])
+    assert level[0] == pytest.approx(1e-3 * (2 * 6 * 12) ** (1 / 6), rel=0.05) and level[1] == 1.0
+    expected = sum(s * (1e-3 / level[0]) * (level[0] / math.sqrt(b[0] * a[0])) ** 0.5 for s, b, a in segments)
+    fitted = SegmentedModelClock(model, reference, 1e-3, 1.0, exponents=(0.5, 0.0))
+    assert fitted.normalized(segments, level) == pytest.approx(expected, rel=1e-12)
+    assert fitted.normalized(segments, level) != pytest.approx(clock.normalized(segments), rel=0.01)
+    fitted.remove()
     # With w = 0.25 and v = 0.75 against a 2 ms stream baseline, the steady 4 ms stream readings halve
     # the memory part: segment * (1 ms / compute mean)^0.25 * (2/4)^0.75.
     both = SegmentedModelClock(model, SlowingMachine(), 1e-3, 0.25, interval_s=0.005, stream_baseline_s=2e-3,
-                               stream_exponent=0.75)
+                               stream_share=0.75)
     segments = both.call(fn)
     expected = sum(s * (1e-3 / math.sqrt(b[0] * a[0])) ** 0.25 * 0.5**0.75 for s, b, a in segments)
     assert both.normalized(segments) == pytest.approx(expected, rel=1e-12)
@@ -363,7 +375,7 @@ def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments(
     assert len(whole.call(fn)) == 1
     whole.remove()
 
-    memory_bound = time_model(model, fn, SlowingMachine(), 1e-3, compute_exponent=0.0, calls=3, interval_s=0.005)
+    memory_bound = time_model(model, fn, SlowingMachine(), 1e-3, compute_share=0.0, calls=3, interval_s=0.005)
     assert memory_bound.normalized_s == pytest.approx(memory_bound.raw_s)  # w = 0: the reference does not apply
     assert memory_bound.segments_per_call == 3
     assert not model._forward_pre_hooks  # the hooks are gone after timing
