@@ -13,7 +13,9 @@ It runs in the default suite (about 50 s). The case was chosen for the
 steadiness of its error on the shared development VM: against the profile of
 2026-11-26 10:37 it read +1.5%, +0.4% and +3.9% in three runs of three rounds
 (single rounds -0.4% to +2.7%); against the profile measured an hour before it,
--1.3% (single rounds -1.8% to +0.2%). The LLaMA prefill, the case first tried,
+-1.3% (single rounds -1.8% to +0.2%). Against the shipped profile (12:09), in a
+slow spell of the machine, +3.0%, +8.0% and +8.5% (single rounds +2.1% to
++18.2%): close to the bound, the machine's state rather than the model. The LLaMA prefill, the case first tried,
 read +2.7% and +15.4% against two profiles of the same day, and 0 to -9% in one
 hour against one of them (-3.6% to -9.1%).
 """
