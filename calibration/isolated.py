@@ -22,13 +22,11 @@ from emulator.cost.kernels import kernel_kind
 
 
 def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes: float,
-                     speed: dict | None = None, budget_s: float = 0.3,
-                     fitted: dict | None = None) -> dict[str, float]:
+                     speed: dict | None = None, budget_s: float = 0.3) -> dict[str, float]:
     """Seconds per kernel kind of the graph's ops, each distinct kernel timed alone; "untimed": their count."""
     from tqdm import tqdm
 
     from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, stream_share
-    from calibration.elasticity import exponents
     from calibration.kernels import make_runner
     from calibration.run import buffer_sets, footprint_bytes
     from calibration.timers import CpuClock, CudaClock, measure
@@ -55,9 +53,8 @@ def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes
             untimed += n
             continue
         if reference:
-            # the profile's exponents: fitted per kind (calibration/elasticity.py), or the rule's shares
-            w, v = compute_share(kind, shape, dtype, catalog), stream_share(kind, shape, dtype, catalog)
-            clock.compute_share, clock.stream_share = exponents(kind, w, v, fitted)
+            clock.compute_share = compute_share(kind, shape, dtype, catalog)
+            clock.stream_share = stream_share(kind, shape, dtype, catalog)
         t = measure(runner.run, clock, budget_s=budget_s, tolerance=0.02).median_s
         seconds[kind] = seconds.get(kind, 0.0) + n * t
     seconds["untimed"] = float(untimed)
