@@ -300,7 +300,7 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
     """One case's row: measured and predicted seconds, category shares (a failure is recorded, not raised).
 
     Given the case's row from a first round, it only builds the model and times it again (measured_s,
-    measured_raw_s), with the first round's reference shares.
+    measured_raw_s), with the first round's reference shares and fitted exponents.
     """
     import torch
 
