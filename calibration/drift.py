@@ -111,11 +111,13 @@ class DriftCorrectedCpuClock:
     name = "perf_counter, drift-corrected"
 
     def __init__(self, reference: DriftReference, baseline_s: float | None = None,
-                 stream_baseline_s: float | None = None):
+                 stream_baseline_s: float | None = None, rescale: bool = True):
         """baseline_s, stream_baseline_s: the speeds to rescale to (a profile's); by default the references' now.
 
         A profile measured before the weight-stream reference existed has no stream baseline: pass
-        baseline_s alone and no sample is rescaled by that reference.
+        baseline_s alone and no sample is rescaled by that reference. With rescale False the references
+        are read around every batch all the same and the samples come back as measured: a kernel timed
+        in the calibration's conditions (calibration/sentinels.py).
         """
         self.reference = reference
         if baseline_s is None:
@@ -127,6 +129,7 @@ class DriftCorrectedCpuClock:
         self.stream_baseline_s = stream_baseline_s
         self.compute_share = 1.0  # w, set per kernel
         self.stream_share = 0.0  # v, set per kernel
+        self.rescale = rescale
         self.ratios: list[float] = []  # compute reference now / at start, per batch of samples
         self.stream_ratios: list[float] = []  # the same for the weight-stream reference, where it is read
 
@@ -147,7 +150,7 @@ class DriftCorrectedCpuClock:
             stream_ratio = math.sqrt(stream_before * self.reference.weight_stream()) / self.stream_baseline_s
             self.stream_ratios.append(stream_ratio)
             scale *= stream_ratio**self.stream_share
-        return [e / scale for e in elapsed]
+        return [e / scale for e in elapsed] if self.rescale else elapsed
 
 
 

@@ -30,9 +30,8 @@ neighbour's burst during it) is dropped and the fit repeated.
 Since each kernel's passes are taken against their own mean, the fit says how a
 kernel's time follows the references' fluctuations, not how its mean reading
 relates to the run's median (which also depends on what ran before the
-reference). The profile and the validation's model clock keep the rule for
-that level and use the fit for the fluctuations (calibration/drift.py,
-`fluctuation`; calibration/model_clock.py).
+reference). The profile keeps the rule for that level and uses the fit for
+the fluctuations (calibration/drift.py, `fluctuation`).
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ SD v1.5 configs, UNet3DConditionModel with its default text-to-video config,
 transformers' LlamaForCausalLM with the LLaMA-2-7B config), at full size on a
 GPU and reduced (resolution, frames, batch, depth: stated per case) on a CPU.
 It times the forward call (CUDA events around the whole call on a GPU,
-perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU whose profile
-records the speeds it was normalized to, median of 5 calls, each cut into
-~20 ms segments bracketed by the reference kernels of `calibration.drift` and
-taken to those speeds (`calibration.model_clock`), since a shared machine's
-speed drifts by tens of percent between the calibration and now, and within a
-call; the raw median is kept beside it), measures the time per
+perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU with a
+measured profile, median of 5 calls, each taken to the profile's speed by
+sentinel kernels of the profile read before and after it
+(`calibration.sentinels`), since a shared machine's speed drifts by tens of
+percent between the calibration and now, and within minutes; the raw median is
+kept beside it), measures the time per
 operator category with the PyTorch profiler (`calibration.categories`), lowers
 the same module with the frontend (`workloads.frontend`) and costs that graph
 with the profile. Attention 'flash' runs PyTorch SDPA (diffusers'
@@ -177,26 +177,6 @@ def page_faults(fn) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-def reference_exponents(graph, cost, fitted: dict | None = None) -> tuple[float, float]:
-    """The graph's (compute, weight-stream) reference exponents: its kernels' own, weighted by their times.
-
-    A kernel's are the profile's fitted ones for its kind (`drift_exponents`, calibration/elasticity.py),
-    or the rule's roofline shares (w, v) where the profile has none.
-    """
-    from calibration.drift import compute_share, stream_share
-    from calibration.elasticity import exponents
-    from emulator.cost.kernels import kernel_kind
-
-    e_c = e_s = total = 0.0
-    for op in graph.ops:
-        t = cost.op_time(op)
-        kind = kernel_kind(op, cost.attention)
-        w = compute_share(kind, op.shape, op.dtype, cost.device)
-        c, s = exponents(kind, w, stream_share(kind, op.shape, op.dtype, cost.device), fitted)
-        e_c, e_s, total = e_c + t * c, e_s + t * s, total + t
-    return (e_c / total, e_s / total) if total else (0.0, 0.0)
-
-
 def predict(module, inputs, kwargs, cost, reset):
     from emulator.cost.timeline import GraphCoster
     from workloads.frontend import lower_module
@@ -226,9 +206,9 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
     On a CPU the models run in the allocator state the profile's kernels were measured in (its
     `host.allocator`, calibration/allocator.py) unless `allocator` names another.
 
-    A shared machine's speed wanders over minutes in ways the compute reference does not fully follow,
-    and the profile's times are medians over passes spread over a whole calibration run: rounds
-    spread a case's timing over the run in the same way. The CSV is rewritten after every round.
+    A shared machine's speed wanders over minutes in ways its sentinels follow only on average, and
+    the profile's times are medians over passes spread over a whole calibration run: rounds spread a
+    case's timing over the run in the same way. The CSV is rewritten after every round.
     """
     cases = default_cases(device, models, attentions)
     state = None
@@ -276,31 +256,22 @@ def write_rows(out: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
 
 
-def timed(module, fn, device: str, speed: dict | None, weights: dict) -> dict:
-    """measured_s (at the profile's reference speeds where it records them), measured_raw_s, how.
-
-    weights: the graph's reference "shares" (w, v) and, where the profile has fitted ones, "exponents".
-    """
-    if device != "cpu" or not speed:
+def timed(fn, device: str, sentinels: list | None, cost) -> dict:
+    """measured_s (at the profile's speed where sentinels read it), measured_raw_s, how."""
+    if device != "cpu" or not sentinels:
         return {"measured_s": time_call(fn, device)}
-    from calibration.drift import DriftReference
-    from calibration.model_clock import time_model
+    from calibration.sentinels import SentinelLevel, describe, time_at_profile_speed
 
-    (w, v), exps = weights["shares"], weights.get("exponents")
-    timing = time_model(module, fn, DriftReference(), speed["compute_s"], w,
-                        stream_baseline_s=speed.get("weight_stream_s"), stream_share=v, exponents=exps)
-    how = f"compute share {w:.2f}" + (f", weight-stream share {v:.2f}" if speed.get("weight_stream_s") else "")
-    if exps:
-        how += f"; fluctuations by fitted exponents {exps[0]:.2f}, {exps[1]:.2f}"
+    timing = time_at_profile_speed(fn, SentinelLevel(sentinels, cost.dtype, cost.device))
     return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
-            "normalized": f"to the profile's reference speeds, {how}, {timing.segments_per_call} segments a call"}
+            "normalized": describe(sentinels, timing)}
 
 
 def validate_case(case: Case, device: str, profile: str, isolated: bool, first: dict | None = None) -> dict:
     """One case's row: measured and predicted seconds, category shares (a failure is recorded, not raised).
 
     Given the case's row from a first round, it only builds the model and times it again (measured_s,
-    measured_raw_s), with the first round's reference shares and fitted exponents.
+    measured_raw_s), against the first round's sentinels.
     """
     import torch
 
@@ -316,13 +287,14 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
             module, inputs, kwargs, fn, reset = build(case, device, dtype)
             cost = cost_model(profile, case.attention)
             speed = getattr(cost, "data", {}).get("drift_reference")
-            fitted = getattr(cost, "data", {}).get("drift_exponents")
             if first is not None:
-                return {**row, **timed(module, fn, device, speed, first.get("reference", {"shares": (1.0, 0.0)}))}
+                return {**row, **timed(fn, device, first.get("sentinels"), cost)}
             predicted, graph = predict(module, inputs, kwargs, cost, reset)
-            row["reference"] = {"shares": reference_exponents(graph, cost),
-                                **({"exponents": reference_exponents(graph, cost, fitted)} if fitted else {})}
-            row.update(timed(module, fn, device, speed, row["reference"]))
+            if device == "cpu" and getattr(cost, "data", None):
+                from calibration.sentinels import choose
+
+                row["sentinels"] = choose(graph, cost)
+            row.update(timed(fn, device, row.get("sentinels"), cost))
             measured = row["measured_s"]
             categories = measured_categories(fn, device)
             if device == "cpu":

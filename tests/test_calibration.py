@@ -1,7 +1,6 @@
 """Calibration on the CPU with tiny shapes: timers, kernel runners, a resumable run, the report."""
 
 import json
-import math
 import statistics
 
 import pytest
@@ -184,6 +183,11 @@ def test_a_linears_samples_are_rescaled_by_both_references_and_other_kernels_by_
     old.stream_share = 0.7
     old.samples(run, 1, 5)
     assert reference.streams == 2
+    # Not rescaling (sentinel kernels, calibration/sentinels.py): both references read, the samples as measured.
+    raw = DriftCorrectedCpuClock(reference, baseline_s=1e-3, stream_baseline_s=4e-3, rescale=False)
+    raw.compute_share, raw.stream_share = 0.3, 0.7
+    assert statistics.median(raw.samples(run, 1, 5)) == pytest.approx(0.002, rel=0.25)
+    assert reference.streams == 4 and raw.stream_ratios == [2.0]
 
 
 def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
@@ -309,73 +313,3 @@ def test_validation_shapes_are_the_lowered_real_models_kernels():
     assert len(specs) == len({run_module.spec_key(k, s) for k, s in specs})  # distinct
 
 
-def test_a_model_is_timed_at_the_profiles_speed_in_reference_bracketed_segments():
-    import time
-
-    import torch
-
-    from calibration.model_clock import SegmentedModelClock, time_model
-
-    class SlowingMachine:
-        """The reference reads 1, 2, 3, ... ms: the machine slows down a step at every reading."""
-
-        def __init__(self):
-            self.readings = 0
-
-        def compute_warm(self) -> float:
-            self.readings += 1
-            return self.readings * 1e-3
-
-        def weight_stream(self) -> float:
-            return 4e-3  # memory twice as slow as the profile's 2 ms, steadily
-
-    class Sleeper(torch.nn.Module):
-        def forward(self, x):
-            time.sleep(0.01)
-            return x
-
-    model = torch.nn.Sequential(Sleeper(), Sleeper(), Sleeper())  # 4 modules: the container and 3 children
-
-    def fn():
-        model(torch.zeros(1))
-
-    reference = SlowingMachine()
-    clock = SegmentedModelClock(model, reference, baseline_s=1e-3, compute_share=1.0, interval_s=0.005)
-    segments = clock.call(fn)
-    # The container and the first child enter at once; each later child closes a 10 ms segment,
-    # and the end of the call closes the last: 3 segments, 4 readings.
-    assert len(segments) == 3 and reference.readings == 4
-    # Without a stream baseline the weight-stream reference is not read (1.0 stands in for it).
-    assert [(b, a) for _, b, a in segments] == [((1e-3, 1.0), (2e-3, 1.0)), ((2e-3, 1.0), (3e-3, 1.0)),
-                                                ((3e-3, 1.0), (4e-3, 1.0))]
-    assert all(s == pytest.approx(0.01, abs=0.005) for s, _, _ in segments)
-    # Each segment is taken to the baseline by the geometric mean of its two readings (hand-computed).
-    expected = sum(s / math.sqrt(b[0] * a[0] / 1e-6) for s, b, a in segments)
-    assert clock.normalized(segments) == pytest.approx(expected, rel=1e-12)
-    clock.remove()
-    # Fitted exponents: the readings' level over the call (geometric means sqrt(2), sqrt(6), sqrt(12) ms,
-    # weighted by the ~10 ms segments: about 2.3 ms) is taken to the baseline by w = 1, each segment's
-    # mean reading against it by e_c = 0.5.
-    level = SegmentedModelClock.level([segments])
-    assert level[0] == pytest.approx(1e-3 * (2 * 6 * 12) ** (1 / 6), rel=0.05) and level[1] == 1.0
-    expected = sum(s * (1e-3 / level[0]) * (level[0] / math.sqrt(b[0] * a[0])) ** 0.5 for s, b, a in segments)
-    fitted = SegmentedModelClock(model, reference, 1e-3, 1.0, exponents=(0.5, 0.0))
-    assert fitted.normalized(segments, level) == pytest.approx(expected, rel=1e-12)
-    assert fitted.normalized(segments, level) != pytest.approx(clock.normalized(segments), rel=0.01)
-    fitted.remove()
-    # With w = 0.25 and v = 0.75 against a 2 ms stream baseline, the steady 4 ms stream readings halve
-    # the memory part: segment * (1 ms / compute mean)^0.25 * (2/4)^0.75.
-    both = SegmentedModelClock(model, SlowingMachine(), 1e-3, 0.25, interval_s=0.005, stream_baseline_s=2e-3,
-                               stream_share=0.75)
-    segments = both.call(fn)
-    expected = sum(s * (1e-3 / math.sqrt(b[0] * a[0])) ** 0.25 * 0.5**0.75 for s, b, a in segments)
-    assert both.normalized(segments) == pytest.approx(expected, rel=1e-12)
-    both.remove()
-    whole = SegmentedModelClock(model, reference, 1e-3, 1.0, interval_s=1.0)  # longer than a call
-    assert len(whole.call(fn)) == 1
-    whole.remove()
-
-    memory_bound = time_model(model, fn, SlowingMachine(), 1e-3, compute_share=0.0, calls=3, interval_s=0.005)
-    assert memory_bound.normalized_s == pytest.approx(memory_bound.raw_s)  # w = 0: the reference does not apply
-    assert memory_bound.segments_per_call == 3
-    assert not model._forward_pre_hooks  # the hooks are gone after timing
