@@ -30,10 +30,11 @@ moved 9%. Timed with a plain clock (no references around the batches) the
 same sentinels read 12% faster than with the calibration's one, the
 references' eviction of the caches being part of how the profile was measured.
 Chosen by roofline compute share alone, the first rule, the LLaMA prefill's
-sentinels were 1-2 ms linears with weights of under 2 MB; in four interleaved
-readings they read 0.87-0.93x the slowdown of its own 44-139 ms linears, which
-stream 67-180 MB of weights, and the prefill came out 7-14% slow in all six
-rounds of a run where the other cases read -10.6% to +0.3%.
+sentinels were 1-2 ms linears with weights of under 2 MB, nothing like its own
+44-139 ms linears streaming 67-180 MB. In four interleaved readings each, those
+read 0.87-0.99x its own linears' now/profile and the nearest neighbours
+0.88-0.94x: the prefill's own entries are some 8% fast against the points
+around them, which no choice of sentinels removes.
 """
 
 from __future__ import annotations

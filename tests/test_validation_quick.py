@@ -9,15 +9,15 @@ validation is held to: end-to-end error within 10%, every operator category's
 share within 5 points. The profile was measured on the development VM, so the
 test runs only on a CPU of the same model with the same thread count.
 
-It runs in the default suite (about 50 s). The case was chosen for the
-steadiness of its error on the shared development VM: against the profile of
-2026-11-26 10:37 it read +1.5%, +0.4% and +3.9% in three runs of three rounds
-(single rounds -0.4% to +2.7%); against the profile measured an hour before it,
--1.3% (single rounds -1.8% to +0.2%). Against the shipped profile (12:09), in a
-slow spell of the machine, +3.0%, +8.0% and +8.5% (single rounds +2.1% to
-+18.2%): close to the bound, the machine's state rather than the model. The LLaMA prefill, the case first tried,
-read +2.7% and +15.4% against two profiles of the same day, and 0 to -9% in one
-hour against one of them (-3.6% to -9.1%).
+It runs in the default suite (about 90 s, a third of it reading the sentinel
+kernels that take each call to the profile's speed, calibration/sentinels.py).
+The case was chosen for the steadiness of its error on the shared development
+VM. With sentinels, against the shipped profile (12:09): +1.1% in one round,
+-0.1% and +2.4% in two runs of three rounds. With the reference clock used
+before them, against the same profile in a slow spell, +3.0%, +8.0% and +8.5%;
+against a profile of the same morning +0.4% to +3.9%. The LLaMA prefill, the
+case first tried, read +2.7% and +15.4% against two profiles of the same day,
+and -3% to -15% against the shipped one with sentinels.
 """
 
 from __future__ import annotations
