@@ -6,11 +6,13 @@ their counts. Against the model's measured time this splits a validation error
 in two:
 - measured / isolated: the kernels compose differently inside the model than
   alone (cache state between kernels, framework work between them);
-- predicted / isolated: the profile's kernel times differ from the kernels'
-  times today (speed drift since the calibration, interpolation between shapes).
-On a CPU whose profile records its reference speed, the isolated times are
-taken to that speed the way `calibration run` does, so all three numbers are at
-one speed.
+- predicted / isolated: the profile's entries for these kernels differ from
+  what its sentinels say they take today (each entry's own noise against its
+  neighbours', interpolation between shapes).
+On a CPU the kernels are timed the way `calibration run` timed them (the
+references read around every batch) and, like the model, taken to the
+profile's speed by its sentinel kernels (calibration/sentinels.py) read before
+and after them, so all three numbers are at one speed by one measure.
 """
 
 from __future__ import annotations
@@ -22,26 +24,30 @@ from emulator.cost.kernels import kernel_kind
 
 
 def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes: float,
-                     speed: dict | None = None, budget_s: float = 0.3) -> dict[str, float]:
-    """Seconds per kernel kind of the graph's ops, each distinct kernel timed alone; "untimed": their count."""
+                     level=None, budget_s: float = 0.3) -> dict[str, float]:
+    """Seconds per kernel kind of the graph's ops, each distinct kernel timed alone; "untimed": their count.
+
+    level: on a CPU, a `calibration.sentinels.SentinelLevel` to take the times to the profile's speed.
+    """
+    import math
+
     from tqdm import tqdm
 
-    from calibration.drift import DriftCorrectedCpuClock, DriftReference, compute_share, stream_share
+    from calibration.drift import DriftCorrectedCpuClock, DriftReference, stream_share
     from calibration.kernels import make_runner
     from calibration.run import buffer_sets, footprint_bytes
     from calibration.timers import CpuClock, CudaClock, measure
     from emulator.devices import device as catalog_device
 
     counts = Counter((kernel_kind(op, attention), op.shape) for op in graph.ops)
-    reference = DriftReference() if device == "cpu" and speed else None
     if device == "cuda":
         clock = CudaClock()
-    elif reference:
-        clock = DriftCorrectedCpuClock(reference, baseline_s=speed["compute_s"],  # the profile's speeds
-                                       stream_baseline_s=speed.get("weight_stream_s"))
+    elif level is not None:  # as the calibration timed them, not rescaled: the sentinels do that
+        clock = DriftCorrectedCpuClock(DriftReference(), baseline_s=1.0, stream_baseline_s=1.0, rescale=False)
     else:
         clock = CpuClock()
     catalog = catalog_device("cpu") if device == "cpu" else None
+    before = level.read() if level is not None else 1.0
     seconds: dict[str, float] = {}
     untimed = 0
     for (kind, shape), n in tqdm(sorted(counts.items(), key=lambda kv: str(kv[0])), desc="kernels alone",
@@ -52,10 +58,12 @@ def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes
         except (ValueError, KeyError, NotImplementedError):  # a kind calibration has no runner for
             untimed += n
             continue
-        if reference:
-            clock.compute_share = compute_share(kind, shape, dtype, catalog)
+        if level is not None:
             clock.stream_share = stream_share(kind, shape, dtype, catalog)
         t = measure(runner.run, clock, budget_s=budget_s, tolerance=0.02).median_s
         seconds[kind] = seconds.get(kind, 0.0) + n * t
+    if level is not None:
+        scale = math.sqrt(before * level.read())
+        seconds = {kind: s / scale for kind, s in seconds.items()}
     seconds["untimed"] = float(untimed)
     return seconds

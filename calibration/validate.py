@@ -286,7 +286,6 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
         with torch.no_grad():
             module, inputs, kwargs, fn, reset = build(case, device, dtype)
             cost = cost_model(profile, case.attention)
-            speed = getattr(cost, "data", {}).get("drift_reference")
             if first is not None:
                 return {**row, **timed(fn, device, first.get("sentinels"), cost)}
             predicted, graph = predict(module, inputs, kwargs, cost, reset)
@@ -302,8 +301,13 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
             if isolated:  # the same kernels alone, now: composition apart from the profile's error
                 from calibration.isolated import isolated_seconds
 
+                level = None
+                if row.get("sentinels"):
+                    from calibration.sentinels import SentinelLevel
+
+                    level = SentinelLevel(row["sentinels"], cost.dtype, cost.device)
                 alone = isolated_seconds(graph, case.attention, "fp16" if device == "cuda" else "fp32",
-                                         device, cost.device.l2_MB * 1e6, speed if device == "cpu" else None)
+                                         device, cost.device.l2_MB * 1e6, level)
                 row["untimed_ops"] = int(alone.pop("untimed"))
                 row["isolated_s"] = sum(alone.values())
         m, p = shares(categories), shares(predicted.by_category_s)

@@ -69,6 +69,19 @@ def test_kernels_alone_cover_every_kernel_of_the_graph_once_per_use():
     # Timed alone the kernels add up to the model's order of magnitude (counts applied once, not per shape).
     assert whole / 4 < sum(alone.values()) < 4 * whole
 
+    class Level:
+        """The machine reads 2x, then 8x the profile's times around the kernels: they are divided by 4."""
+
+        readings = iter([2.0, 8.0])
+
+        def read(self) -> float:
+            return next(self.readings)
+
+    with torch.no_grad():
+        at_profile = isolated_seconds(graph, "flash", "fp32", "cpu", 32e6, Level(), budget_s=0.05)
+    assert at_profile.pop("untimed") == 0
+    assert sum(at_profile.values()) == pytest.approx(sum(alone.values()) / 4, rel=0.5)
+
 
 def test_rounds_keep_the_median_timing_and_rewrite_the_csv(tmp_path, monkeypatch):
     import csv
