@@ -256,15 +256,24 @@ def write_rows(out: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
 
 
-def timed(fn, device: str, sentinels: list | None, cost) -> dict:
-    """measured_s (at the profile's speed where sentinels read it), measured_raw_s, how."""
-    if device != "cpu" or not sentinels:
-        return {"measured_s": time_call(fn, device)}
-    from calibration.sentinels import SentinelLevel, describe, time_at_profile_speed
+def sentinel_level(sentinels: list | None, cost):
+    """The sentinels' reader (calibration/sentinels.py), or None where there are none (a GPU, no profile)."""
+    if not sentinels:
+        return None
+    from calibration.sentinels import SentinelLevel
 
-    timing = time_at_profile_speed(fn, SentinelLevel(sentinels, cost.dtype, cost.device))
+    return SentinelLevel(sentinels, cost.dtype, cost.device)
+
+
+def timed(fn, device: str, level) -> dict:
+    """measured_s (at the profile's speed where a sentinel level reads it), measured_raw_s, how."""
+    if device != "cpu" or level is None:
+        return {"measured_s": time_call(fn, device)}
+    from calibration.sentinels import describe, time_at_profile_speed
+
+    timing = time_at_profile_speed(fn, level)
     return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
-            "normalized": describe(sentinels, timing)}
+            "normalized": describe(level.sentinels, timing)}
 
 
 def validate_case(case: Case, device: str, profile: str, isolated: bool, first: dict | None = None) -> dict:
@@ -287,13 +296,14 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
             module, inputs, kwargs, fn, reset = build(case, device, dtype)
             cost = cost_model(profile, case.attention)
             if first is not None:
-                return {**row, **timed(fn, device, first.get("sentinels"), cost)}
+                return {**row, **timed(fn, device, sentinel_level(first.get("sentinels"), cost))}
             predicted, graph = predict(module, inputs, kwargs, cost, reset)
             if device == "cpu" and getattr(cost, "data", None):
                 from calibration.sentinels import choose
 
                 row["sentinels"] = choose(graph, cost)
-            row.update(timed(fn, device, row.get("sentinels"), cost))
+            level = sentinel_level(row.get("sentinels"), cost)
+            row.update(timed(fn, device, level))
             measured = row["measured_s"]
             categories = measured_categories(fn, device)
             if device == "cpu":
@@ -301,11 +311,6 @@ def validate_case(case: Case, device: str, profile: str, isolated: bool, first: 
             if isolated:  # the same kernels alone, now: composition apart from the profile's error
                 from calibration.isolated import isolated_seconds
 
-                level = None
-                if row.get("sentinels"):
-                    from calibration.sentinels import SentinelLevel
-
-                    level = SentinelLevel(row["sentinels"], cost.dtype, cost.device)
                 alone = isolated_seconds(graph, case.attention, "fp16" if device == "cuda" else "fp32",
                                          device, cost.device.l2_MB * 1e6, level)
                 row["untimed_ops"] = int(alone.pop("untimed"))
