@@ -5,7 +5,13 @@ refitted on the rest, and the held-out shapes are predicted; the table gives
 the median and 90th percentile of |predicted - measured| / measured. One fifth
 of a kind with tens of points gives a p90 that moves by several points from
 seed to seed: `--folds N` pools the errors of N random fifths (seeds `seed` to
-`seed + N - 1`). Needs no torch: it reads the profile file only.
+`seed + N - 1`).
+
+Where the kernels were measured in several passes, a second table tests the
+pooling of entries with their neighbours (emulator/cost/pooling.py): each
+kernel's first pass, as measured and pooled with the plane through the other
+kernels (at the weight one pass gets), against the median of its other passes.
+Needs no torch: it reads the profile file only.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import random
 import numpy as np
 
 from emulator.cost.predictor import fit_predictor
-from emulator.cost.profile import load_profile, shape_from_json
+from emulator.cost.profile import Profile, load_profile, shape_from_json
 from emulator.devices import device
 
 MIN_POINTS = 5
@@ -55,6 +61,51 @@ def pooled_holdout_errors(profile: dict, seed: int = 0, folds: int = 1) -> dict[
     return {kind: np.concatenate([r[kind] for r in runs]) for kind in runs[0]}
 
 
+def pass_split_errors(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per kind with pass medians: relative errors of a kernel's first pass, (as measured, pooled),
+    against the median of its other passes."""
+    model = Profile(profile)
+    errors = {}
+    for kind, predictor in sorted(model.predictors.items()):
+        if predictor.pooling is None:
+            continue
+        w = predictor.pooling.one_pass_weight()
+        measured, pooled = [], []
+        for i, point in enumerate(profile["kinds"][kind]["points"]):
+            passes = np.log(point["pass_medians_s"])
+            if len(passes) < 2:
+                continue
+            log_curve = np.log(point["median_s"]) - predictor.residual[i]
+            neighbours = log_curve + predictor.pooling.left_out[i]  # log seconds, point i left out
+            truth = np.median(passes[1:])
+            measured.append(abs(np.expm1(passes[0] - truth)))
+            pooled.append(abs(np.expm1(w * passes[0] + (1 - w) * neighbours - truth)))
+        errors[kind] = (np.array(measured), np.array(pooled))
+    return errors
+
+
+def print_pass_split(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    errors = pass_split_errors(profile)
+    if not errors:
+        return errors
+    print("\none pass of each kernel against the median of its other passes, as measured | pooled "
+          "with its neighbours (emulator/cost/pooling.py)")
+    print(f"{'kind':20s} {'kernels':>7s} {'pass sd':>7s} {'weight':>6s}  {'median err':>10s} {'p90 err':>8s} |"
+          f" {'median err':>10s} {'p90 err':>8s}")
+    model = Profile(profile)
+    for kind, (measured, pooled) in errors.items():
+        pooling = model.predictors[kind].pooling
+        print(f"{kind:20s} {len(measured):7d} {pooling.pass_sd:7.3f} {pooling.one_pass_weight():6.2f}  "
+              f"{100 * np.median(measured):9.1f}% {100 * np.quantile(measured, 0.9):7.1f}% |"
+              f" {100 * np.median(pooled):9.1f}% {100 * np.quantile(pooled, 0.9):7.1f}%")
+    every_measured = np.concatenate([m for m, _ in errors.values()])
+    every_pooled = np.concatenate([p for _, p in errors.values()])
+    print(f"{'all':20s} {len(every_measured):7d} {'':7s} {'':6s}  {100 * np.median(every_measured):9.1f}% "
+          f"{100 * np.quantile(every_measured, 0.9):7.1f}% | {100 * np.median(every_pooled):9.1f}% "
+          f"{100 * np.quantile(every_pooled, 0.9):7.1f}%")
+    return errors
+
+
 def report(path: str, seed: int = 0, folds: int = 1) -> dict[str, dict]:
     profile = load_profile(path)
     errors = pooled_holdout_errors(profile, seed, folds)
@@ -79,6 +130,7 @@ def report(path: str, seed: int = 0, folds: int = 1) -> dict[str, dict]:
     every = np.concatenate([errors[k] for k in real])
     print(f"{'all measured':20s} {sum(len(profile['kinds'][k]['points']) for k in real):6d} {len(every):8d} "
           f"{100 * np.median(every):9.1f}% {100 * np.quantile(every, 0.9):7.1f}%")
+    print_pass_split(profile)
     return rows
 
 

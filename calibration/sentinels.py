@@ -11,7 +11,9 @@ the graph does not contain, so that the profile's entries for the model itself
 are still what the validation tests. Each sentinel is timed as `calibration run`
 timed it (`DriftCorrectedCpuClock`: the references read around every batch of
 samples, one untimed run after them) but not rescaled; the level is the
-weighted geometric mean of now / profile, each sentinel weighing the predicted
+weighted geometric mean of now / profile (the profile's time of a point being
+its entry pooled with its neighbours, emulator/cost/pooling.py, as the model's
+own entries are), each sentinel weighing the predicted
 time of the graph kernel it stands for, scaled so that a kind's sentinels
 together weigh the kind's share:
 
@@ -86,8 +88,11 @@ def choose(graph, cost) -> list[Sentinel]:
     for kind, seconds in kind_s.items():
         if seconds < MIN_KIND_SHARE * total or kind not in points:
             continue
-        candidates = [(shape_from_json(kind, p["shape"]), p["median_s"]) for p in points[kind]["points"]
-                      if TIME_RANGE_S[0] <= p["median_s"] <= TIME_RANGE_S[1]]
+        # The profile's time of a point is its entry pooled with its neighbours (emulator/cost/pooling.py).
+        predictor = cost.predictors[kind]
+        candidates = [(shape, predictor.predict(shape))
+                      for shape in (shape_from_json(kind, p["shape"]) for p in points[kind]["points"])]
+        candidates = [(shape, t) for shape, t in candidates if TIME_RANGE_S[0] <= t <= TIME_RANGE_S[1]]
         candidates = [(shape, t) for shape, t in candidates if (kind, shape) not in kernel_s]
         if not candidates:
             continue

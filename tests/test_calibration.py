@@ -1,6 +1,7 @@
 """Calibration on the CPU with tiny shapes: timers, kernel runners, a resumable run, the report."""
 
 import json
+import math
 import statistics
 
 import pytest
@@ -135,8 +136,13 @@ def test_run_resumes_and_writes_a_loadable_profile(tmp_path, monkeypatch):
     points = [p for e in profile["kinds"].values() for p in e["points"]]
     assert len(points) == len(tiny) + len(more) and all(len(p["pass_medians_s"]) == 2 for p in points)
     model = Profile(profile)
-    measured_m5 = next(p["median_s"] for p in profile["kinds"]["linear"]["points"] if p["shape"]["m"] == 5)
-    assert model.predictors["linear"].predict(Linear(5, 8, 8)) == pytest.approx(measured_m5)
+    linears = profile["kinds"]["linear"]["points"]
+    i = next(i for i, p in enumerate(linears) if p["shape"]["m"] == 5)
+    # Two passes a kernel: the entry is pooled with its neighbours' plane (emulator/cost/pooling.py).
+    predictor = model.predictors["linear"]
+    w = predictor.pooling.weights[i]
+    neighbours = predictor.curve_time(Linear(5, 8, 8)) * math.exp(predictor.pooling.left_out[i])
+    assert predictor.predict(Linear(5, 8, 8)) == pytest.approx(linears[i]["median_s"] ** w * neighbours ** (1 - w))
 
 
 def test_every_elementwise_op_has_a_torch_runner():
@@ -313,3 +319,20 @@ def test_validation_shapes_are_the_lowered_real_models_kernels():
     assert len(specs) == len({run_module.spec_key(k, s) for k, s in specs})  # distinct
 
 
+
+
+def test_report_holds_one_pass_against_the_others_as_measured_and_pooled():
+    import numpy as np
+
+    from calibration.report import pass_split_errors
+    from tests.test_predictor import profile_dict
+
+    profile = profile_dict()
+    for p in profile["kinds"]["linear"]["points"]:  # passes at +10%, -10% and on the (exact) synthetic time
+        p["pass_medians_s"] = [p["median_s"] * math.exp(0.1), p["median_s"] * math.exp(-0.1), p["median_s"]]
+    measured, pooled = pass_split_errors(profile)["linear"]
+    # The first pass against the median of the other two, e^-0.05: off by e^0.15 - 1 (hand-computed).
+    assert measured == pytest.approx(np.full(len(measured), math.expm1(0.15)))
+    # The neighbours' plane through curve-family points is near exact: pooling pulls toward the truth.
+    assert np.all(pooled < measured)
+    assert pass_split_errors(profile_dict()) == {}  # one pass each: nothing to split

@@ -81,8 +81,12 @@ def test_sentinels_are_the_profiles_points_nearest_the_graphs_heaviest_kernels_a
         nearest = np.linalg.norm(log_features(kind, mine[0].shape, cpu=True) - target)
         for point in profile.data["kinds"][kind]["points"]:
             shape = shape_from_json(kind, point["shape"])
-            if (kind, shape) not in kernel_s and TIME_RANGE_S[0] <= point["median_s"] <= TIME_RANGE_S[1]:
+            pooled_s = profile.predictors[kind].predict(shape)
+            if (kind, shape) not in kernel_s and TIME_RANGE_S[0] <= pooled_s <= TIME_RANGE_S[1]:
                 assert np.linalg.norm(log_features(kind, shape, cpu=True) - target) >= nearest - 1e-12
+    # Each is held against the profile's time of its shape: the entry pooled with its neighbours.
+    for s in sentinels:
+        assert s.profile_s == pytest.approx(profile.predictors[s.kind].predict(s.shape), rel=1e-12)
 
 
 def test_a_profile_without_the_graphs_kinds_has_no_sentinels(graph_and_profile):

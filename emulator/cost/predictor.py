@@ -14,7 +14,10 @@ Method (the same for every kind):
    interpolated at a new shape by a weighted local-linear fit (a plane, weights
    1 / squared distance) over its 2D + 2 nearest measured neighbours in the
    space of D log shape features (below), kept within the neighbours' range
-   widened by 25%. At a measured shape the prediction is the measurement.
+   widened by 25%. At a measured shape the prediction is the measurement, or,
+   where the profile holds each kernel's pass medians, the measurement pooled
+   with the plane through its neighbours by how noisy each is
+   (emulator/cost/pooling.py).
 
 The calibrated domain of a kind is the box spanned by its measured features,
 widened by a factor of 2 on each side; outside it cost models fall back to
@@ -31,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emulator.cost.kernels import work
+from emulator.cost.pooling import pool
 from emulator.ops import Op
 from emulator.shapes import ELEMENTWISE_FLOPS_PER_ELEMENT
 
@@ -233,13 +237,22 @@ class KindPredictor:
     """Curve + nearest-neighbour correction for one kind, from measured (shape, seconds) points."""
 
     def __init__(self, kind: str, dtype: str, curve: Curve, shapes: Sequence, seconds: Sequence[float],
-                 cpu: bool = False):
+                 cpu: bool = False, pass_seconds: Sequence[Sequence[float]] | None = None):
+        """pass_seconds: each point's pass medians, where it has them: the points are then pooled
+        with their neighbours by how noisy each is (emulator/cost/pooling.py)."""
         if not shapes:
             raise ValueError(f"{kind}: no measured points")
         self.kind, self.dtype, self.curve, self.cpu = kind, dtype, curve, cpu
         self.x = np.stack([log_features(kind, s, cpu) for s in shapes])  # [N, D]
         curve_s = np.array([self.curve_time(s) for s in shapes])
         self.residual = np.log(np.asarray(seconds, float)) - np.log(curve_s)  # [N]
+        # At a measured shape: its entry, pooled with its neighbours where the passes tell how noisy
+        # it is. Between them the plane goes through the entries as measured: it averages its
+        # neighbours already, and pooled ones predicted held-out shapes no better.
+        self.at_points, self.pooling = self.residual, None
+        if pass_seconds is not None and len(shapes) >= 2:  # a lone point has no neighbours to pool with
+            left_out = local_corrections(self.x, self.residual, self.x, leave_out=np.arange(len(shapes)))
+            self.at_points, self.pooling = pool(self.residual, pass_seconds, left_out)
         self.lo = self.x.min(axis=0) - DOMAIN_MARGIN
         self.hi = self.x.max(axis=0) + DOMAIN_MARGIN
 
@@ -257,21 +270,36 @@ class KindPredictor:
 
     def correction(self, x: np.ndarray) -> float:
         """Log ratio measured / curve at x: weighted local-linear fit over the nearest measured shapes."""
-        d2 = ((self.x - x) ** 2).sum(axis=1)
-        n, dims = self.x.shape
-        nearest = np.argsort(d2)[: min(n, 2 * dims + 2)]
-        r = self.residual[nearest]
-        if d2[nearest[0]] < 1e-18:
-            return float(r[0])
-        w = 1.0 / (d2[nearest] + WEIGHT_FLOOR)
-        if len(nearest) <= dims + 1:  # too few neighbours for a plane: weighted mean
-            return float((w * r).sum() / w.sum())
-        a = np.hstack([np.ones((len(nearest), 1)), self.x[nearest] - x])  # [k, 1 + D]
-        aw = a.T * w
-        beta = np.linalg.solve(aw @ a + RIDGE * np.eye(dims + 1), aw @ r)
-        # A plane fitted to noisy neighbours can overshoot away from them: stay near their range.
-        return float(np.clip(beta[0], r.min() - CLIP, r.max() + CLIP))
+        return float(local_corrections(self.x, self.residual, x[None, :], at_points=self.at_points)[0])
 
+
+def local_corrections(xs: np.ndarray, residual: np.ndarray, queries: np.ndarray,
+                      leave_out: np.ndarray | None = None, at_points: np.ndarray | None = None) -> np.ndarray:
+    """The plane through the nearest of the points xs [N, D] with log residuals [N], at each query [Q, D].
+
+    leave_out [Q]: a point index per query to leave out of its neighbours (leave-one-out estimates);
+    at_points [N]: what a query at a measured point gets (default: its residual).
+    """
+    d2 = ((xs[None, :, :] - queries[:, None, :]) ** 2).sum(axis=2)  # [Q, N]
+    n, dims = xs.shape
+    if leave_out is not None:
+        d2[np.arange(len(queries)), leave_out] = np.inf
+        n -= 1
+    k = min(n, 2 * dims + 2)
+    nearest = np.argsort(d2, axis=1)[:, :k]  # [Q, k]
+    r = residual[nearest]  # [Q, k]
+    near_d2 = np.take_along_axis(d2, nearest, axis=1)  # [Q, k]
+    w = 1.0 / (near_d2 + WEIGHT_FLOOR)
+    if k <= dims + 1:  # too few neighbours for a plane: weighted mean
+        estimate = (w * r).sum(axis=1) / w.sum(axis=1)
+    else:
+        a = np.concatenate([np.ones((len(queries), k, 1)), xs[nearest] - queries[:, None, :]], axis=2)  # [Q, k, 1 + D]
+        aw = a.transpose(0, 2, 1) * w[:, None, :]  # [Q, 1 + D, k]
+        beta = np.linalg.solve(aw @ a + RIDGE * np.eye(dims + 1), (aw @ r[:, :, None]))[:, 0, 0]  # [Q]
+        # A plane fitted to noisy neighbours can overshoot away from them: stay near their range.
+        estimate = np.clip(beta, r.min(axis=1) - CLIP, r.max(axis=1) + CLIP)
+    exact = (residual if at_points is None else at_points)[nearest[:, 0]]
+    return np.where(near_d2[:, 0] < 1e-18, exact, estimate)
 
 def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[float], device=None,
                   overhead_s: float | None = None) -> KindPredictor:

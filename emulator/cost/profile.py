@@ -111,6 +111,14 @@ def shipped_profile(name: str) -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
+def pass_medians(entry: dict) -> list[list[float]] | None:
+    """A kind's points' pass medians, where every point has them (profiles of `calibration run`)."""
+    points = entry["points"]
+    if not all("pass_medians_s" in p for p in points):
+        return None
+    return [p["pass_medians_s"] for p in points]
+
+
 class Profile:
     """Cost model from a calibrated profile, with roofline fallback outside its domain."""
 
@@ -132,7 +140,7 @@ class Profile:
             shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
             seconds = [p["median_s"] for p in entry["points"]]
             self.predictors[kind] = KindPredictor(kind, self.dtype, Curve(**entry["curve"]), shapes, seconds,
-                                                  cpu=self.device.kind == "cpu")
+                                                  cpu=self.device.kind == "cpu", pass_seconds=pass_medians(entry))
         self._memo: dict = {}
 
     @classmethod
