@@ -20,6 +20,7 @@ import random
 
 import numpy as np
 
+from emulator.cost.pooling import Pooling
 from emulator.cost.predictor import fit_predictor
 from emulator.cost.profile import Profile, load_profile, shape_from_json
 from emulator.devices import device
@@ -61,9 +62,9 @@ def pooled_holdout_errors(profile: dict, seed: int = 0, folds: int = 1) -> dict[
     return {kind: np.concatenate([r[kind] for r in runs]) for kind in runs[0]}
 
 
-def pass_split_errors(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per kind with pass medians: relative errors of a kernel's first pass, (as measured, pooled),
-    against the median of its other passes."""
+def pass_split_errors(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray, Pooling]]:
+    """Per kind with pass medians: relative errors of a kernel's first pass, as measured and pooled,
+    against the median of its other passes, and the kind's pooling."""
     model = Profile(profile)
     errors = {}
     for kind, predictor in sorted(model.predictors.items()):
@@ -80,11 +81,11 @@ def pass_split_errors(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]
             truth = np.median(passes[1:])
             measured.append(abs(np.expm1(passes[0] - truth)))
             pooled.append(abs(np.expm1(w * passes[0] + (1 - w) * neighbours - truth)))
-        errors[kind] = (np.array(measured), np.array(pooled))
+        errors[kind] = (np.array(measured), np.array(pooled), predictor.pooling)
     return errors
 
 
-def print_pass_split(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def print_pass_split(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray, Pooling]]:
     errors = pass_split_errors(profile)
     if not errors:
         return errors
@@ -92,14 +93,12 @@ def print_pass_split(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
           "with its neighbours (emulator/cost/pooling.py)")
     print(f"{'kind':20s} {'kernels':>7s} {'pass sd':>7s} {'weight':>6s}  {'median err':>10s} {'p90 err':>8s} |"
           f" {'median err':>10s} {'p90 err':>8s}")
-    model = Profile(profile)
-    for kind, (measured, pooled) in errors.items():
-        pooling = model.predictors[kind].pooling
+    for kind, (measured, pooled, pooling) in errors.items():
         print(f"{kind:20s} {len(measured):7d} {pooling.pass_sd:7.3f} {pooling.one_pass_weight():6.2f}  "
               f"{100 * np.median(measured):9.1f}% {100 * np.quantile(measured, 0.9):7.1f}% |"
               f" {100 * np.median(pooled):9.1f}% {100 * np.quantile(pooled, 0.9):7.1f}%")
-    every_measured = np.concatenate([m for m, _ in errors.values()])
-    every_pooled = np.concatenate([p for _, p in errors.values()])
+    every_measured = np.concatenate([m for m, _, _ in errors.values()])
+    every_pooled = np.concatenate([p for _, p, _ in errors.values()])
     print(f"{'all':20s} {len(every_measured):7d} {'':7s} {'':6s}  {100 * np.median(every_measured):9.1f}% "
           f"{100 * np.quantile(every_measured, 0.9):7.1f}% | {100 * np.median(every_pooled):9.1f}% "
           f"{100 * np.quantile(every_pooled, 0.9):7.1f}%")
