@@ -52,7 +52,7 @@ import math
 import statistics
 import time
 
-from emulator.cost.kernels import work
+from emulator.cost.kernels import attention_of_kind, work
 from emulator.devices import Device
 from emulator.ops import Op
 
@@ -157,10 +157,8 @@ class DriftCorrectedCpuClock:
 def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
     """w: the compute part of the kernel's roofline time on the device."""
     op = Op("", shape, dtype)
-    attention = kind.removeprefix("attention_") if kind.startswith("attention_") else "flash"
-    flops, nbytes = work(op, attention)
-    rate = device.matmul_flops_per_s(dtype) if op.mac_flops else device.vector_flops_per_s
-    compute, memory = flops / rate, nbytes / device.bytes_per_s
+    flops, nbytes = work(op, attention_of_kind(kind))
+    compute, memory = flops / device.peak_flops_per_s(op), nbytes / device.bytes_per_s
     return compute / (compute + memory) if compute + memory > 0 else 0.0
 
 

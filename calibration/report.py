@@ -20,6 +20,7 @@ import random
 
 import numpy as np
 
+from emulator.cost.kernels import attention_of_kind
 from emulator.cost.pooling import Pooling
 from emulator.cost.predictor import fit_predictor
 from emulator.cost.profile import Profile, load_profile, shape_from_json
@@ -143,8 +144,7 @@ def against(path: str, measured_path: str) -> dict[str, dict]:
     print(f"{path} predicting the points measured in {measured_path}")
     print(f"{'kind':20s} {'points':>6s} {'median err':>10s} {'p90 err':>8s} {'fallback':>8s}")
     for kind, entry in sorted(truth["kinds"].items()):
-        attention = kind.removeprefix("attention_") if kind.startswith("attention_") else "flash"
-        model = Profile(model_data, attention)
+        model = Profile(model_data, attention_of_kind(kind))
         errs, fallback = [], 0
         for p in entry["points"]:
             op = Op("", shape_from_json(kind, p["shape"]), truth["dtype"])

@@ -30,7 +30,7 @@ from calibration.drift import (DriftCorrectedCpuClock, DriftReference, at_speeds
                               readings, stream_share, typical_speeds)
 from calibration.elasticity import exponents, fit_exponents
 from calibration.host import dispatch_seconds, framework_seconds_per_op
-from emulator.cost.kernels import work
+from emulator.cost.kernels import attention_of_kind, work
 from emulator.cost.predictor import fit_predictor
 from emulator.cost.profile import SCHEMA, VERSION, check_profile, shape_from_json, shape_to_json
 from emulator.cost.roofline import Roofline
@@ -85,10 +85,9 @@ def footprint_bytes(kind: str, shape, dtype: str) -> int:
 
 def estimate_kernel_s(kind: str, shape, dtype: str, roofline: Roofline) -> float:
     """A pessimistic guess of one run: the roofline at half efficiency plus a launch."""
-    flops, nbytes = work(Op("", shape, dtype), kind.removeprefix("attention_") if "attention" in kind else "flash")
-    rate = roofline.device.matmul_flops_per_s(dtype) if Op("", shape, dtype).mac_flops else \
-        roofline.device.vector_flops_per_s
-    return 2 * max(flops / rate, nbytes / roofline.device.bytes_per_s) + 10e-6
+    op = Op("", shape, dtype)
+    flops, nbytes = work(op, attention_of_kind(kind))
+    return 2 * max(flops / roofline.device.peak_flops_per_s(op), nbytes / roofline.device.bytes_per_s) + 10e-6
 
 
 def buffer_sets(set_bytes: int, cache_bytes: float) -> int:

@@ -48,6 +48,10 @@ class Device:
         """Peak rate of non-matrix arithmetic (norms, softmax, activations run in fp32)."""
         return self.fp32_tflops * 1e12
 
+    def peak_flops_per_s(self, op) -> float:
+        """The peak an op's arithmetic runs against: matrix units for products, vector units otherwise."""
+        return self.matmul_flops_per_s(op.dtype) if op.mac_flops else self.vector_flops_per_s
+
     @property
     def bytes_per_s(self) -> float:
         return self.hbm_GBps * 1e9

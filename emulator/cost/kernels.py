@@ -15,6 +15,11 @@ from emulator.shapes import Attention, Elementwise, Matmul, Softmax
 ATTENTION_IMPLEMENTATIONS = ("flash", "baseline")
 
 
+def attention_of_kind(kind: str) -> str:
+    """The attention implementation a kernel kind times ('flash' for kinds that are not attention)."""
+    return kind.removeprefix("attention_") if kind.startswith("attention_") else "flash"
+
+
 def kernel_kind(op: Op, attention: str) -> str:
     """The calibration kind that times this op: the shape's kind, attention split by implementation."""
     if isinstance(op.shape, Attention):

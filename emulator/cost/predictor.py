@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from emulator.cost.kernels import work
+from emulator.cost.kernels import attention_of_kind, work
 from emulator.cost.pooling import pool
 from emulator.ops import Op
 from emulator.shapes import ELEMENTWISE_FLOPS_PER_ELEMENT
@@ -139,8 +139,7 @@ def log_features(kind: str, shape, cpu: bool = False) -> np.ndarray:
 
 def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
     """(FLOPs, bytes) of one kernel of this kind (baseline attention: its three kernels)."""
-    attention = kind.removeprefix("attention_") if kind.startswith("attention_") else "flash"
-    return work(Op("", shape, dtype), attention)
+    return work(Op("", shape, dtype), attention_of_kind(kind))
 
 
 @dataclass(frozen=True)
@@ -307,8 +306,7 @@ def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[flo
     fw = [shape_work(kind, dtype, s) for s in shapes]
     bounds = {}
     if device is not None:
-        matrix = Op("", shapes[0], dtype).mac_flops > 0
-        bounds = {"max_flops_per_s": device.matmul_flops_per_s(dtype) if matrix else device.vector_flops_per_s,
+        bounds = {"max_flops_per_s": device.peak_flops_per_s(Op("", shapes[0], dtype)),
                   "max_bytes_per_s": device.bytes_per_s, "cache_bytes": device.l2_MB * 1e6}
     curve = fit_curve([w[0] for w in fw], [w[1] for w in fw], seconds, overhead_s=overhead_s, **bounds)
     return KindPredictor(kind, dtype, curve, shapes, seconds, cpu=device is not None and device.kind == "cpu")

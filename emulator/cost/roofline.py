@@ -29,8 +29,7 @@ class Roofline:
         self.name = f"roofline:{device.name}"
 
     def kernel_time(self, op: Op) -> float:
-        rate = self.device.matmul_flops_per_s(op.dtype) if op.mac_flops else self.device.vector_flops_per_s
-        compute = op.flops / (rate * self.compute_efficiency)
+        compute = op.flops / (self.device.peak_flops_per_s(op) * self.compute_efficiency)
         memory = op.bytes / (self.device.bytes_per_s * self.memory_efficiency)
         return max(compute, memory)
 

@@ -75,8 +75,7 @@ def occupancy(op, attention: str, sms: int) -> float:
 
 def demands(flops: np.ndarray, moved: np.ndarray, ops: Sequence, device) -> tuple[np.ndarray, np.ndarray]:
     """Seconds each op would need at the datasheet compute peak and at the bandwidth peak."""
-    rate = np.array([device.matmul_flops_per_s(op.dtype) if op.mac_flops else device.vector_flops_per_s
-                     for op in ops])
+    rate = np.array([device.peak_flops_per_s(op) for op in ops])
     return flops / rate, moved / device.bytes_per_s
 
 
@@ -178,6 +177,6 @@ def op_segment(op, seconds: float, attention: str, device) -> Segment:
     from emulator.cost.kernels import work
 
     flops, moved = work(op, attention)
-    rate = device.matmul_flops_per_s(op.dtype) if op.mac_flops else device.vector_flops_per_s
+    rate = device.peak_flops_per_s(op)
     return Segment(seconds, min(1.0, flops / rate / seconds), min(1.0, moved / device.bytes_per_s / seconds),
                    occupancy(op, attention, device.sms), flops, moved)
