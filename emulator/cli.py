@@ -10,9 +10,8 @@ import argparse
 import json
 import sys
 
+from emulator.devices import DEFAULT_DEVICE
 from emulator.errors import UserError
-
-DEFAULT_DEVICE = "a100-sxm4-80gb"
 
 
 class Parser(argparse.ArgumentParser):

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from emulator.cli import Parser
+from emulator.devices import DEFAULT_DEVICE
 from emulator.errors import UserError
-from experiments.common import DEFAULT_DEVICE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ from emulator.cost import cost_model, stage_time
 from emulator.cost.timeline import CallTime, sum_calls
 from emulator.pipeline import Pipeline
 
-DEFAULT_DEVICE = "a100-sxm4-80gb"  # the study ran on A100s; the shipped profile costs it
 ATTENTIONS = ("baseline", "flash")
 
 

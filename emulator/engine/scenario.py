@@ -15,11 +15,10 @@ from typing import Any, Literal
 
 import yaml
 
+from emulator.devices import DEFAULT_DEVICE
 from emulator.engine.policies import POLICIES
 from emulator.engine.schema import convert, fail, parse, type_name
 from emulator.errors import UserError
-
-DEFAULT_DEVICE = "a100-sxm4-80gb"
 
 
 @dataclass(frozen=True)
