@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from emulator.cost import stage_time
+from emulator.cost import CostModel, stage_time
 from emulator.ops import CATEGORIES
 from emulator.pipeline import Pipeline, Stage
 
@@ -36,7 +36,7 @@ def attention_summary(stage: Stage) -> list[dict]:
     ]
 
 
-def component(stage: Stage, model=None) -> dict:
+def component(stage: Stage, model: CostModel | None = None) -> dict:
     g = stage.graph()
     per_request = stage.request_totals()
     timing = {}
@@ -77,7 +77,7 @@ def component(stage: Stage, model=None) -> dict:
     }
 
 
-def timing_summary(components: list[dict], model) -> dict:
+def timing_summary(components: list[dict], model: CostModel) -> dict:
     """Request-level times: components run one after another."""
     breakdown: dict[str, float] = {}
     for c in components:
@@ -94,7 +94,7 @@ def timing_summary(components: list[dict], model) -> dict:
     }
 
 
-def report(pipeline: Pipeline, model=None) -> dict:
+def report(pipeline: Pipeline, model: CostModel | None = None) -> dict:
     """The describe report; with a cost model, also the times per call, per request and per category."""
     components = [component(s, model) for s in pipeline.stages]
     analytic = [(s, c) for s, c in zip(pipeline.stages, components) if s.similarity_formula]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from emulator.cost import cost_model, stage_time
+from emulator.cost import CostModel, cost_model, stage_time
 from emulator.cost.timeline import CallTime, sum_calls
 from emulator.pipeline import Pipeline
 
@@ -31,11 +31,11 @@ class Result:
 
 
 @cache
-def model(device: str, attention: str):
+def model(device: str, attention: str) -> CostModel:
     return cost_model(device, attention)
 
 
-def request_time(pipeline: Pipeline, cost) -> CallTime:
+def request_time(pipeline: Pipeline, cost: CostModel) -> CallTime:
     """A whole request: every stage's calls, summed (seconds, device seconds, per category)."""
     return sum_calls([stage_time(s, cost)[1] for s in pipeline.stages])
 

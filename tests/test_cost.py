@@ -5,7 +5,7 @@ import pytest
 
 import workloads
 from emulator.builder import GraphBuilder
-from emulator.cost import Roofline, stage_time
+from emulator.cost import CostModel, Profile, Roofline, stage_time
 from emulator.cost.kernels import baseline_attention_kernels, kernel_count, work
 from emulator.cost.timeline import GraphCoster, finish_time
 from emulator.devices import device
@@ -61,12 +61,17 @@ def test_timeline_by_hand():
 class FixedCost:
     """Every op takes `seconds`; the host needs `host` per kernel."""
 
+    name = "fixed"
+
     def __init__(self, seconds, host, attention="flash"):
         self.seconds, self.host_s_per_op, self.host_s_per_kernel, self.attention = seconds, host, host, attention
         self.device = A100
 
     def op_time(self, op):
         return self.seconds
+
+    def covers(self, op):
+        return True
 
 
 def chain(n):
@@ -85,6 +90,18 @@ def test_small_ops_wait_for_the_host_and_big_ops_do_not():
     device_bound = GraphCoster(g, FixedCost(1e-3, 5e-6), False).call()
     assert device_bound.seconds == pytest.approx(5e-6 + 10e-3)
     assert device_bound.by_category_s == {"Elementwise": pytest.approx(10e-3)}
+
+
+def test_every_cost_model_is_a_cost_model_and_only_a_calibrated_one_counts_fallbacks():
+    empty = Profile({"device": "a100-sxm4-80gb", "dtype": "fp16", "kinds": {},
+                     "host": {"s_per_op": 6e-5, "s_per_kernel": 1e-5}})  # measured nothing: covers no op
+    roofline = Roofline(A100)
+    assert all(isinstance(m, CostModel) for m in (empty, roofline, FixedCost(1e-6, 1e-6)))
+    decode = workloads.build("llama2-7b", prompt_tokens=16, output_tokens=3).stage("decode")
+    op = decode.graph().ops[0]
+    assert not roofline.covers(op) and not empty.covers(op)
+    assert stage_time(decode, roofline)[1].fallback_ops == 0  # a roofline has no domain to fall out of
+    assert stage_time(decode, empty)[1].fallback_ops == len(decode.graph().ops) * decode.calls
 
 
 def test_decode_request_time_sums_every_call():

@@ -1,15 +1,16 @@
 """Cost models: seconds per op on a device, and per stage call with host dispatch overhead.
 
-A cost model has `device`, `attention` ('flash' or 'baseline'),
-`host_s_per_op` (host time per graph op), `host_s_per_kernel` (per further
-kernel of an op) and one method, `op_time(op) -> seconds`; a calibrated
-`Profile` also answers `covers(op)` (inside its measured domain) so fallbacks
-can be counted.
+Every cost model implements the `CostModel` protocol (emulator/cost/model.py):
+a name, a device, an attention implementation, host dispatch times, and
+`op_time(op)` and `covers(op)`. `Roofline` costs from datasheet peaks;
+`Profile` from calibrated kernel times, counting the ops it costs outside its
+domain as fallbacks. `stage_time` turns a model's op times into call times.
 """
 
 from emulator.cost.costing import cost_model, stage_time
+from emulator.cost.model import CostModel
 from emulator.cost.profile import Profile, load_profile
 from emulator.cost.roofline import Roofline
 from emulator.cost.timeline import CallTime
 
-__all__ = ["CallTime", "Profile", "Roofline", "cost_model", "load_profile", "stage_time"]
+__all__ = ["CallTime", "CostModel", "Profile", "Roofline", "cost_model", "load_profile", "stage_time"]

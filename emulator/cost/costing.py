@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emulator.cost.model import CostModel
 from emulator.cost.profile import Profile, shipped_profile
 from emulator.cost.roofline import Roofline
 from emulator.cost.timeline import CallTime, GraphCoster, sum_calls
@@ -16,7 +17,7 @@ from emulator.devices import device
 from emulator.pipeline import Stage
 
 
-def cost_model(spec: str, attention: str = "flash", roofline: bool = False):
+def cost_model(spec: str, attention: str = "flash", roofline: bool = False) -> CostModel:
     if spec.endswith(".json") or Path(spec).is_file():
         if roofline:
             return Roofline(Profile.from_file(spec, attention).device, attention)
@@ -26,7 +27,7 @@ def cost_model(spec: str, attention: str = "flash", roofline: bool = False):
     return Profile.from_file(profile, attention) if profile else Roofline(dev, attention)
 
 
-def stage_time(stage: Stage, model, batch: int | None = None) -> tuple[CallTime, CallTime]:
+def stage_time(stage: Stage, model: CostModel, batch: int | None = None) -> tuple[CallTime, CallTime]:
     """(first call, whole request) of a stage under a cost model."""
     coster = GraphCoster(stage.graph(batch), model, model.device.synchronous)
     first = coster.call()

@@ -37,3 +37,7 @@ class Roofline:
         if isinstance(op.shape, Attention) and self.attention == "baseline":
             return sum(self.kernel_time(k) for k in baseline_attention_kernels(op))
         return self.kernel_time(op)
+
+    def covers(self, op: Op) -> bool:
+        """A roofline has no calibrated domain: it covers no op."""
+        return False

@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from emulator.cost.kernels import kernel_count
+from emulator.cost.model import CostModel
+from emulator.cost.roofline import Roofline
 from emulator.graph import OpGraph
 from emulator.ops import CATEGORIES
 
@@ -51,18 +53,22 @@ def finish_time(kernel_s: np.ndarray, dispatched_s: np.ndarray, synchronous: boo
 class GraphCoster:
     """Costs the calls of one graph (and of its later decode steps) under a cost model."""
 
-    def __init__(self, graph: OpGraph, model, synchronous: bool):
+    def __init__(self, graph: OpGraph, model: CostModel, synchronous: bool):
         self.graph, self.model, self.synchronous = graph, model, synchronous
-        attention = getattr(model, "attention", "flash")
-        extra_kernels = np.array([kernel_count(op, attention) - 1 for op in graph.ops], dtype=float)
+        # A roofline has no calibrated domain to fall out of: none of its ops counts as a fallback.
+        self.counts_fallbacks = not isinstance(model, Roofline)
+        extra_kernels = np.array([kernel_count(op, model.attention) - 1 for op in graph.ops], dtype=float)
         host = model.host_s_per_op + extra_kernels * model.host_s_per_kernel  # [ops]
         self.dispatched = np.cumsum(host)
         self.kernel_s = np.array([model.op_time(op) for op in graph.ops])
         index = {c: i for i, c in enumerate(CATEGORIES)}
         self.category = np.array([index[op.category] for op in graph.ops])
-        covers = getattr(model, "covers", None)
-        self.fallback = np.array([covers is not None and not covers(op) for op in graph.ops])
+        self.fallback = np.array([self.is_fallback(op) for op in graph.ops], dtype=bool)
         self.kv_index = np.array([graph.index[op.name] for op in graph.kv_cache_ops], dtype=int)
+
+    def is_fallback(self, op) -> bool:
+        """Whether the model costs the op outside its calibrated domain."""
+        return self.counts_fallbacks and not self.model.covers(op)
 
     def call(self, kv_advance: int = 0) -> CallTime:
         """The call whose KV caches are `kv_advance` positions longer than the graph's."""
@@ -75,8 +81,7 @@ class GraphCoster:
                 op = self.graph.ops[i]
                 grown = type(op)(op.name, op.shape.advanced(kv_advance), op.dtype)
                 d[i] = self.model.op_time(grown)
-                if hasattr(self.model, "covers"):
-                    fallback[i] = not self.model.covers(grown)
+                fallback[i] = self.is_fallback(grown)
         per_category = np.bincount(self.category, weights=d, minlength=len(CATEGORIES))
         return CallTime(
             seconds=finish_time(d, self.dispatched, self.synchronous),

@@ -15,6 +15,7 @@ import itertools
 
 import simpy
 
+from emulator.cost.model import CostModel
 from emulator.engine.device import Device
 from emulator.engine.request import Request, RequestClass
 from emulator.engine.stepcost import StepCosts
@@ -24,7 +25,7 @@ GB = 1e9
 
 
 class Cluster:
-    def __init__(self, env: simpy.Environment, groups: list[tuple[str, int, tuple[str, ...] | None, object]],
+    def __init__(self, env: simpy.Environment, groups: list[tuple[str, int, tuple[str, ...] | None, CostModel]],
                  classes: list[RequestClass], costs: dict[str, StepCosts], router: str, make_policy, metrics):
         """groups: (name, devices, stage names or None, cost model); costs: StepCosts per group name."""
         self.env, self.metrics, self.router = env, metrics, router

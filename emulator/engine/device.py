@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import simpy
 
+from emulator.cost.model import CostModel
 from emulator.engine.request import Request
 from emulator.engine.stepcost import StepCosts
 from emulator.pipeline import Stage
@@ -33,7 +34,7 @@ class Batch:
 
 
 class Device:
-    def __init__(self, env: simpy.Environment, index: int, group: int, model, costs: StepCosts,
+    def __init__(self, env: simpy.Environment, index: int, group: int, model: CostModel, costs: StepCosts,
                  weights_bytes: int, cluster):
         self.env, self.index, self.group, self.model, self.costs = env, index, group, model, costs
         self.capacity_bytes = int(model.device.memory_bytes)

@@ -53,7 +53,7 @@ class Context:
         for g in s.groups:
             spec = g.device or s.device
             if spec not in self.costs:
-                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention), s.attention)
+                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention))
 
 
 def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: int,

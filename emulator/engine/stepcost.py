@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emulator.cost.kernels import work
+from emulator.cost.model import CostModel
 from emulator.cost.timeline import GraphCoster
 from emulator.engine.concurrency import Segment, demands, kernel_segments, occupancy
 from emulator.pipeline import Stage
@@ -33,17 +34,17 @@ class StepCost:
 class StageAtBatch:
     """One stage's graph at one per-call batch, costed under one model."""
 
-    def __init__(self, stage: Stage, batch: int, model, attention: str):
-        self.stage, self.batch, self.model, self.attention = stage, batch, model, attention
+    def __init__(self, stage: Stage, batch: int, model: CostModel):
+        self.stage, self.batch, self.model, self.attention = stage, batch, model, model.attention
         graph = stage.graph(batch)
         self.coster = GraphCoster(graph, model, model.device.synchronous)
-        w = [work(op, attention) for op in graph.ops]
+        w = [work(op, self.attention) for op in graph.ops]
         self.flops = np.array([f for f, _ in w], dtype=float)
         self.bytes = np.array([b for _, b in w], dtype=float)
         self.calls: dict[int, StepCost] = {}
         self._segments: dict[int, tuple[Segment, ...]] = {}
         # Peak of the last call: baseline similarity matrices grow with the KV length.
-        self.activation_bytes = stage.graph(batch, stage.calls - 1).peak_activation_bytes(attention)
+        self.activation_bytes = stage.graph(batch, stage.calls - 1).peak_activation_bytes(self.attention)
         self.resident_bytes = stage.final_kv_cache_bytes(batch) if stage.kv_growth else 0
         one = self.step(0)
         self.first = (one.seconds, one.flops, one.bytes, one.fallback_ops)  # the engine's hot path reads this
@@ -91,8 +92,8 @@ class StageAtBatch:
 class StepCosts:
     """Memoized costs of every (stage, batch) the engine forms, under one cost model."""
 
-    def __init__(self, model, attention: str):
-        self.model, self.attention = model, attention
+    def __init__(self, model: CostModel):
+        self.model = model
         self._at: dict[tuple[int, int], StageAtBatch] = {}
         self._seq: dict[int, int] = {}
 
@@ -100,7 +101,7 @@ class StepCosts:
         key = (id(stage), batch)
         found = self._at.get(key)
         if found is None:
-            found = self._at[key] = StageAtBatch(stage, batch, self.model, self.attention)
+            found = self._at[key] = StageAtBatch(stage, batch, self.model)
         return found
 
     def step(self, stage: Stage, batch: int, call: int) -> StepCost:

@@ -1,0 +1,32 @@
+"""The cost-model protocol: what the timeline, the engine and the reports ask of any cost model.
+
+Two classes implement it: `Roofline` (datasheet peaks; it has no calibrated
+domain, so it covers no op) and `Profile` (calibrated kernel times, with a
+roofline behind it for the ops outside its domain). Declaring the members once
+lets every caller use them directly instead of probing a model for optional
+ones.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from emulator.devices import Device
+from emulator.ops import Op
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    name: str  # shown in reports: "roofline:<device>" or a profile's file name
+    device: Device  # the datasheet: peaks, memory, whether host and device overlap
+    attention: str  # 'flash' | 'baseline': the implementation attention ops are costed as
+    host_s_per_op: float  # host time to dispatch one graph op (model code included)
+    host_s_per_kernel: float  # host time to dispatch each further kernel of an op
+
+    def op_time(self, op: Op) -> float:
+        """Device seconds of the op's kernels, run alone."""
+        ...
+
+    def covers(self, op: Op) -> bool:
+        """Whether the op lies inside the model's calibrated domain."""
+        ...
