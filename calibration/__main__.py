@@ -1,4 +1,4 @@
-"""`python -m calibration run | report | derive | validate | concurrency`: measure, check and derive kernel-cost profiles."""
+"""`python -m calibration run | report | convert | derive | validate | concurrency`: measure, check and derive kernel-cost profiles."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from calibration.allocator import CHOICES as ALLOCATOR_STATES
-from calibration.allocator import REUSE
+from calibration.cpu.allocator import CHOICES as ALLOCATOR_STATES
 from emulator.errors import UserError
 
 
@@ -36,15 +35,18 @@ def parser() -> Parser:
     r.add_argument("--max-passes", type=int, default=None,
                    help="then measure again, in extra passes up to this many in all, the kernels whose pass "
                         "medians disagree by more than 8%% (default: no extra passes)")
-    r.add_argument("--allocator", choices=ALLOCATOR_STATES, default=REUSE,
+    r.add_argument("--allocator", choices=ALLOCATOR_STATES, default=None,
                    help="on a CPU: keep freed memory for reuse (default), or glibc's default, whose fresh pages "
-                        "make big kernels' times depend on what ran before (calibration/allocator.py)")
+                        "make big kernels' times depend on what ran before (calibration/cpu/allocator.py)")
     rep = sub.add_parser("report", help="held-out prediction error of a profile, per kind")
     rep.add_argument("profile")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--folds", type=int, default=1, help="pool the errors of this many random fifths")
     rep.add_argument("--against", metavar="MEASURED.json",
                      help="instead: the profile's error at the points another profile measured")
+    conv = sub.add_parser("convert", help="rewrite a version-1 profile as version 2 (in place unless --out)")
+    conv.add_argument("profile", type=Path)
+    conv.add_argument("--out", type=Path, help="profile file to write (its raw passes go beside it)")
     d = sub.add_parser("derive", help="build the A100/H100 profiles from public measurements")
     d.add_argument("--out-dir", type=Path, default=Path(__file__).with_name("profiles"))
     v = sub.add_parser("validate", help="time real PyTorch models and compare with the emulator")
@@ -102,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--rounds: {args.rounds}; give 1 or more")
             attentions = (args.attention,) if args.attention else ("flash", "baseline")
             validate(args.device, args.profile, out, models, args.isolated, args.rounds, args.allocator, attentions)
+        elif args.command == "convert":
+            from calibration.convert import convert
+
+            print(f"wrote {convert(args.profile, args.out)}")
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 

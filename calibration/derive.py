@@ -30,13 +30,13 @@ op and per kernel: the device catalog's values.
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from calibration.grid import grid, workload_specs
-from emulator.cost.predictor import KindPredictor, curve_seconds, fit_predictor
-from emulator.cost.profile import SCHEMA, VERSION, Profile, check_profile, load_profile, shape_from_json, shape_to_json
+from calibration.write import profile_document, write
+from emulator.cost.predictor import DEFAULT_FEATURES, KindPredictor, curve_seconds, fit_predictor
+from emulator.cost.profile import Profile, load_profile, shape_from_json, shape_to_json
 from emulator.devices import device as catalog_device
 from emulator.shapes import Attention, Elementwise, Embedding, Linear, Norm
 
@@ -111,9 +111,10 @@ BORROWED = {"matmul": "linear", "conv2d": "linear", "conv1d": "linear", "group_n
 GPU_NAMES = {"a100": "a100-sxm4-80gb", "h100": "h100-sxm"}
 
 
-def _entry(predictor: KindPredictor, shapes, seconds, source: str, backend: str) -> dict:
-    return {"source": source, "backend": backend, "curve": predictor.curve.asdict(),
-            "points": [{"shape": shape_to_json(s), "median_s": t} for s, t in zip(shapes, seconds)]}
+def _entry(kind: str, predictor: KindPredictor, shapes, seconds, source: str, backend: str) -> dict:
+    return {"features": DEFAULT_FEATURES[kind], "source": source, "backend": backend,
+            "curve": predictor.curve.asdict(),
+            "points": [{"shape": shape_to_json(s), "seconds": t} for s, t in zip(shapes, seconds)]}
 
 
 def public_kinds(gpu: str) -> tuple[dict, dict[str, KindPredictor]]:
@@ -129,7 +130,7 @@ def public_kinds(gpu: str) -> tuple[dict, dict[str, KindPredictor]]:
         overhead = predictors["linear"].curve.overhead_s if kind.startswith("attention") else None
         predictors[kind] = fit_predictor(kind, DTYPE, shapes, seconds, dev, overhead_s=overhead)
         backend = "FlashAttention-2 / PyTorch standard attention" if "attention" in kind else "vLLM/PyTorch (Vidur)"
-        kinds[kind] = _entry(predictors[kind], shapes, seconds, "public", backend)
+        kinds[kind] = _entry(kind, predictors[kind], shapes, seconds, "public", backend)
     return kinds, predictors
 
 
@@ -139,60 +140,64 @@ def derive(gpu: str, transfer_from: Path | None = None) -> dict:
     name = GPU_NAMES[gpu]
     dev = catalog_device(name)
     kinds, predictors = public_kinds(gpu)
-    if transfer_from is not None:
-        measured = Profile(load_profile(transfer_from))
-        _, reference_donors = public_kinds("h100")
-        for kind, donor in BORROWED.items():
-            source = measured.predictors[kind]
-            shapes = [shape_from_json(kind, p["shape"]) for p in measured.data["kinds"][kind]["points"]]
-            # The measured H100 time, scaled by how much slower this GPU's public data shows the donor
-            # kind to be at the same FLOPs and bytes (conv: its implicit GEMM; norms: RMSNorm; ...).
-            seconds = [source.predict(s) * curve_seconds(kind, DTYPE, predictors[donor].curve, s)
-                       / curve_seconds(kind, DTYPE, reference_donors[donor].curve, s) for s in shapes]
-            predictor = fit_predictor(kind, DTYPE, shapes, seconds, dev)
-            kinds[kind] = _entry(predictor, shapes, seconds,
-                                 f"transferred: measured h100-sxm x ({gpu}/h100 {donor} curve ratio)",
-                                 f"{measured.data['kinds'][kind]['backend']} (on the H100)")
-    else:
-        targets = defaultdict(dict)
-        for kind, shape in grid(quick=False) + workload_specs(SUITE, DTYPE):
-            if kind in BORROWED:
-                targets[kind][shape] = None
-        for kind, donor in BORROWED.items():
-            shapes = list(targets[kind])
-            curve = predictors[donor].curve
-            # The donor's curve at this kind's FLOPs and bytes; no correction (no measurement to correct to).
-            seconds = [curve_seconds(kind, DTYPE, curve, s) for s in shapes]
-            kinds[kind] = _entry(KindPredictor(kind, DTYPE, curve, shapes, seconds), shapes, seconds,
-                                 f"synthesized: {donor} curve", f"modelled from {donor}")
-
-    method = " ".join((__doc__ or "").strip().split("\n\n", 1)[1].split())
     citations = [VIDUR.format(gpu=gpu), FLASH, "datasheet: shared/reference/devices.md"]
     if transfer_from is not None:
+        measured = Profile(load_profile(transfer_from))
+        kinds.update(transferred_kinds(gpu, measured, predictors, dev))
+        prov = measured.data["provenance"]
         citations.append(f"measured on the lent H100: calibration/profiles/{transfer_from.name} "
-                         f"({measured.data['fingerprint'].get('gpu')}, {measured.data['fingerprint'].get('date')})")
-    profile = {
-        "schema": SCHEMA,
-        "version": VERSION,
-        "device": name,
-        "dtype": DTYPE,
-        "fingerprint": {"derived_from": "datasheet + public measurements", "gpu": dev.label},
-        "provenance": {"kind": "derived", "method": method, "citations": citations},
-        "host": {"s_per_kernel": dev.host_us_per_kernel * 1e-6, "s_per_op": dev.host_us_per_op * 1e-6,
-                 "included_in_kernel_times": False, "source": dev.host_source},
-        "kinds": dict(sorted(kinds.items())),
-    }
-    check_profile(profile, f"derived {name}")
-    return profile
+                         f"({prov['device_fingerprint'].get('gpu')}, {prov['date'][:10]})")
+    else:
+        kinds.update(synthesized_kinds(predictors))
+    provenance = {"source": "derived", "method": "python -m calibration derive",
+                  "description": "calibration/derive.py: datasheet and public kernel measurements",
+                  "device_fingerprint": {"gpu": dev.label}, "citations": citations}
+    host = {"s_per_kernel": dev.host_us_per_kernel * 1e-6, "s_per_op": dev.host_us_per_op * 1e-6,
+            "included_in_kernel_times": False, "source": dev.host_source}
+    return profile_document(name, DTYPE, provenance, host, dict(sorted(kinds.items())), [])
+
+
+def transferred_kinds(gpu: str, measured: Profile, predictors: dict, dev) -> dict:
+    """The BORROWED kinds: the measured H100 times, scaled by how much slower this GPU's public data shows
+    the donor kind to be at the same FLOPs and bytes (conv: its implicit GEMM; norms: RMSNorm; ...)."""
+    _, reference_donors = public_kinds("h100")
+    kinds = {}
+    for kind, donor in BORROWED.items():
+        source = measured.predictors[kind]
+        shapes = [shape_from_json(kind, p["shape"]) for p in measured.data["kinds"][kind]["points"]]
+        seconds = [source.predict(s) * curve_seconds(kind, DTYPE, predictors[donor].curve, s)
+                   / curve_seconds(kind, DTYPE, reference_donors[donor].curve, s) for s in shapes]
+        predictor = fit_predictor(kind, DTYPE, shapes, seconds, dev)
+        kinds[kind] = _entry(kind, predictor, shapes, seconds,
+                             f"transferred: measured h100-sxm x ({gpu}/h100 {donor} curve ratio)",
+                             f"{measured.data['kinds'][kind]['backend']} (on the H100)")
+    return kinds
+
+
+def synthesized_kinds(predictors: dict) -> dict:
+    """The BORROWED kinds as the donor's curve at their FLOPs and bytes, at the grid and suite shapes;
+    no correction (no measurement to correct to)."""
+    targets = defaultdict(dict)
+    for kind, shape in grid(quick=False) + workload_specs(SUITE, DTYPE):
+        if kind in BORROWED:
+            targets[kind][shape] = None
+    kinds = {}
+    for kind, donor in BORROWED.items():
+        shapes = list(targets[kind])
+        curve = predictors[donor].curve
+        seconds = [curve_seconds(kind, DTYPE, curve, s) for s in shapes]
+        kinds[kind] = _entry(kind, KindPredictor(kind, DTYPE, curve, shapes, seconds), shapes, seconds,
+                             f"synthesized: {donor} curve", f"modelled from {donor}")
+    return kinds
 
 
 def derive_all(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     measured_h100 = out_dir / "h100-sxm.json"
-    if not (measured_h100.exists() and load_profile(measured_h100)["provenance"]["kind"] == "measured"):
+    if not (measured_h100.exists() and load_profile(measured_h100)["provenance"]["source"] == "measured"):
         measured_h100 = None
     for gpu, filename, transfer in (("a100", "a100-sxm4-80gb.json", measured_h100),
                                     ("h100", "h100-sxm-derived.json", None)):
         path = out_dir / filename
-        path.write_text(json.dumps(derive(gpu, transfer), indent=1))
+        write(path, derive(gpu, transfer))
         print(f"wrote {path}")

@@ -25,6 +25,16 @@ def fingerprint(device: str) -> dict:
     return fp
 
 
+VERSION_KEYS = ("torch", "python", "cuda", "driver")
+
+
+def provenance_fields(fp: dict) -> dict:
+    """A fingerprint as a profile's provenance fields: its date, library versions and the device itself."""
+    versions = {k: fp[k] for k in VERSION_KEYS if k in fp}
+    device = {k: v for k, v in fp.items() if k not in VERSION_KEYS and k != "date"}
+    return {"date": fp.get("date", ""), "versions": versions, "device_fingerprint": device}
+
+
 def catalog_name(fp: dict) -> str:
     """The device catalog entry a fingerprint matches."""
     gpu = fp.get("gpu", "")

@@ -24,7 +24,11 @@ def spec_key(kind: str, shape) -> str:
 
 
 def grid(quick: bool = False) -> list[Spec]:
-    q = quick
+    """Every kind's grid, products first, then convolutions, attention and the memory-bound kinds."""
+    return (_products(quick) + _convolutions(quick) + _attention(quick) + _memory_bound(quick))
+
+
+def _products(q: bool) -> list[Spec]:
     out: list[Spec] = []
     for m, k, n in product((1, 16, 256, 4096) if q else (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536),
                            (768, 4096) if q else (320, 768, 1280, 4096, 11008),
@@ -33,38 +37,52 @@ def grid(quick: bool = False) -> list[Spec]:
     for b, m, k, n in product((16,) if q else (1, 16, 128), (64, 4096) if q else (64, 512, 4096),
                               (64,) if q else (64, 512), (64, 4096) if q else (64, 512, 4096)):
         out.append(("matmul", Matmul(b, m, k, n)))
+    return out
+
+
+def _convolutions(q: bool) -> list[Spec]:
+    out: list[Spec] = []
     for c, side, batch in product((320, 1280) if q else (128, 320, 640, 1280),
                                   (16, 64) if q else (4, 8, 16, 32, 64, 128, 256), (1,) if q else (1, 4)):
         out.append(("conv2d", Conv(batch, c, c, (side, side), (3, 3))))
     if not q:
-        # UNet decoder convs take the skip connection's channels too (c_in = 1.5-3x c_out), and video
-        # UNets run their 2-D convs on every frame (batch = frames) at small sides: CPU libraries time
-        # both unlike a square conv of the same FLOPs (a 2560-in conv at 4x4 10x slower than a 1280-in).
-        for c, ratio, side, batch in product((320, 1280), (1, 2, 3), (2, 4, 8, 16), (1, 4)):
-            out.append(("conv2d", Conv(batch, ratio * c, c, (side, side), (3, 3))))
-        for c, side in product((320, 1280), (16, 64)):
-            out += [("conv2d", Conv(2, c, c, (side, side), (1, 1))),
-                    ("conv2d", Conv(2, c, c, (2 * side, 2 * side), (3, 3), stride=2)),
-                    ("conv2d", Conv(2, 2 * c, c, (side, side), (3, 3)))]
-        # 1x1 convs (a UNet's shortcuts and attention projections, c_in = 1-3x c_out) and stride-2
-        # downsamplers at a UNet's levels: 320 channels at the largest sides, 1280 at the smallest.
-        # The CPU libraries pick their kernels for these apart from the 3x3 family: with four such
-        # points the held-out conv2d error had its worst tail here.
-        for (c, sides), batch in product(((320, (16, 32, 64)), (640, (8, 16, 32)), (1280, (4, 8, 16))), (1, 2)):
-            for side in sides:
-                out += [("conv2d", Conv(batch, ratio * c, c, (side, side), (1, 1))) for ratio in (1, 2, 3)]
-                out.append(("conv2d", Conv(batch, c, c, (2 * side, 2 * side), (3, 3), stride=2)))
+        out += _unet_convs()
     # Temporal convs: batch = video batch x latent pixels, from a few (reduced sizes, deep blocks) to 65k.
     for batch, c, frames in product((4096,) if q else (4, 16, 64, 256, 4096, 65536),
                                     (320,) if q else (320, 640, 1280), (16,) if q else (4, 8, 16, 76)):
         out.append(("conv1d", Conv(batch, c, c, (frames,), (3,))))
     # The same temporal conv as diffusers' video UNets run it: a conv3d with a (3, 1, 1) kernel over
-    # [B, C, F, H, W], which PyTorch times differently from the conv1d above (2x faster at 128 px on the
-    # development CPU). A UNet's levels: 320 channels at the latent side, 640 at half, 1280 below.
+    # [B, C, F, H, W], which PyTorch times differently from the conv1d above. A UNet's levels: 320
+    # channels at the latent side, 640 at half, 1280 below.
     for latent, (c, div), frames, batch in product((16,) if q else (16, 32, 64), ((320, 1), (640, 2), (1280, 4),
                                                     (1280, 8)), (8,) if q else (4, 8, 16), (1,) if q else (1, 2)):
         if batch == 1 or frames == 8:
             out.append(("conv3d", Conv(batch, c, c, (frames, latent // div, latent // div), (3, 1, 1))))
+    return out
+
+
+def _unet_convs() -> list[Spec]:
+    """UNet convs unlike a square 3x3: skip-connection inputs, per-frame batches, 1x1 and stride 2."""
+    out: list[Spec] = []
+    # Decoder convs take the skip connection's channels too (c_in = 1.5-3x c_out), and video UNets run
+    # their 2-D convs on every frame (batch = frames) at small sides.
+    for c, ratio, side, batch in product((320, 1280), (1, 2, 3), (2, 4, 8, 16), (1, 4)):
+        out.append(("conv2d", Conv(batch, ratio * c, c, (side, side), (3, 3))))
+    for c, side in product((320, 1280), (16, 64)):
+        out += [("conv2d", Conv(2, c, c, (side, side), (1, 1))),
+                ("conv2d", Conv(2, c, c, (2 * side, 2 * side), (3, 3), stride=2)),
+                ("conv2d", Conv(2, 2 * c, c, (side, side), (3, 3)))]
+    # 1x1 convs (shortcuts and attention projections, c_in = 1-3x c_out) and stride-2 downsamplers at a
+    # UNet's levels: 320 channels at the largest sides, 1280 at the smallest.
+    for (c, sides), batch in product(((320, (16, 32, 64)), (640, (8, 16, 32)), (1280, (4, 8, 16))), (1, 2)):
+        for side in sides:
+            out += [("conv2d", Conv(batch, ratio * c, c, (side, side), (1, 1))) for ratio in (1, 2, 3)]
+            out.append(("conv2d", Conv(batch, c, c, (2 * side, 2 * side), (3, 3), stride=2)))
+    return out
+
+
+def _attention(q: bool) -> list[Spec]:
+    out: list[Spec] = []
     attention = list(product((16,) if q else (16, 128), (1, 256, 4096) if q else (1, 16, 64, 256, 1024, 4096),
                              (77, 1024, 4096) if q else (77, 256, 1024, 4096), (64,) if q else (40, 64, 128)))
     causal = [] if q else [(16, n, n, 128) for n in (256, 1024, 4096)]
@@ -73,17 +91,22 @@ def grid(quick: bool = False) -> list[Spec]:
         out += [(impl, Attention(1, bh, ql, kv, d, "causal", causal=True)) for bh, ql, kv, d in causal]
         if not q:
             out += [(impl, Attention(1, bh, f, f, 64, "temporal")) for bh in (4096, 65536) for f in (8, 16, 76)]
+    return out
+
+
+def _memory_bound(q: bool) -> list[Spec]:
+    out: list[Spec] = []
     for batch, c, hw in product((2,) if q else (1, 2, 8), (320, 1280) if q else (128, 320, 640, 1280),
                                 (1024, 16384) if q else (64, 256, 1024, 4096, 16384)):
         out.append(("group_norm", Norm("group", batch * c * hw, c, 32, batch)))
     for norm, rows, c in product(("layer", "rms"), (1, 1024) if q else (1, 77, 1024, 8192, 65536),
                                  (768, 4096) if q else (320, 768, 1280, 4096)):
         out.append((f"{norm}_norm", Norm(norm, rows * c, c)))
-    for rows, cols in product((1024, 65536) if q else (1024, 16384, 262144), (77, 4096) if q else (77, 256, 1024, 4096, 32000)):
+    for rows, cols in product((1024, 65536) if q else (1024, 16384, 262144),
+                              (77, 4096) if q else (77, 256, 1024, 4096, 32000)):
         out.append(("softmax", Softmax(rows, cols)))
     ops = ("add", "silu", "copy") if q else ("add", "silu", "copy", "memcpy", "gelu", "geglu")
-    for op, n in product(ops,
-                         (2**10, 2**18, 2**24) if q else (2**10, 2**13, 2**16, 2**19, 2**22, 2**25)):
+    for op, n in product(ops, (2**10, 2**18, 2**24) if q else (2**10, 2**13, 2**16, 2**19, 2**22, 2**25)):
         out.append(("elementwise", Elementwise(op, n, 2 if op in ("add", "geglu") else 1)))
     for c, side in product((128, 640), (16, 64) if q else (16, 64, 256)):
         out.append(("resample", Resample("up", 1, c, (side, side))))
@@ -105,7 +128,7 @@ def validation_specs(device: str, dtype: str) -> list[Spec]:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from calibration.validate import build, default_cases
+    from calibration.models import build, default_cases
     from workloads.frontend import lower_module
 
     torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]

@@ -47,8 +47,9 @@ def framework_seconds_per_op(device: str) -> dict | None:
         return None
     import torch
 
-    from calibration.validate import SD_UNET, time_call
     import workloads
+    from calibration.timers import time_call
+    from workloads.modules import SD_UNET
 
     dtype = torch.float16 if device == "cuda" else torch.float32
     results = {}

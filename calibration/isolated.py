@@ -11,57 +11,48 @@ in two:
   neighbours', interpolation between shapes).
 On a CPU the kernels are timed the way `calibration run` timed them (the
 references read around every batch) and, like the model, taken to the
-profile's speed by its sentinel kernels (calibration/sentinels.py) read before
+profile's speed by its sentinel kernels (calibration/cpu/sentinels.py) read before
 and after them, so all three numbers are at one speed by one measure.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 
+from calibration.plan import buffer_sets, footprint_bytes
 from emulator.cost.kernels import kernel_kind
 
 
-def isolated_seconds(graph, attention: str, dtype: str, device: str, cache_bytes: float,
+def isolated_seconds(graph, attention: str, dtype: str, setup, cache_bytes: float,
                      level=None, budget_s: float = 0.3) -> dict[str, float]:
     """Seconds per kernel kind of the graph's ops, each distinct kernel timed alone; "untimed": their count.
 
-    level: on a CPU, a `calibration.sentinels.SentinelLevel` to take the times to the profile's speed.
+    setup: the device's Setup (calibration/setup.py); level: where the setup has one, a reader of the
+    machine's speed against the profile's (CPU sentinels) to take the times to the profile's speed.
     """
-    import math
-
     from tqdm import tqdm
 
-    from calibration.drift import DriftCorrectedCpuClock, DriftReference, stream_share
     from calibration.kernels import make_runner
-    from calibration.run import buffer_sets, footprint_bytes
-    from calibration.timers import CpuClock, CudaClock, measure
-    from emulator.devices import device as catalog_device
+    from calibration.timers import measure
 
     counts = Counter((kernel_kind(op, attention), op.shape) for op in graph.ops)
-    if device == "cuda":
-        clock = CudaClock()
-    elif level is not None:  # as the calibration timed them, not rescaled: the sentinels do that
-        clock = DriftCorrectedCpuClock(DriftReference(), baseline_s=1.0, stream_baseline_s=1.0, rescale=False)
-    else:
-        clock = CpuClock()
-    catalog = catalog_device("cpu") if device == "cpu" else None
+    clock = setup.isolated_clock(level)
     before = level.read() if level is not None else 1.0
     seconds: dict[str, float] = {}
     untimed = 0
     for (kind, shape), n in tqdm(sorted(counts.items(), key=lambda kv: str(kv[0])), desc="kernels alone",
                                  unit="kernel", file=sys.stderr, leave=False):
         try:
-            runner = make_runner(kind, shape, dtype, device, buffer_sets(footprint_bytes(kind, shape, dtype),
-                                                                         cache_bytes))
+            sets = buffer_sets(footprint_bytes(kind, shape, dtype), cache_bytes)
+            runner = make_runner(kind, shape, dtype, setup.device, sets)
         except (ValueError, KeyError, NotImplementedError):  # a kind calibration has no runner for
             untimed += n
             continue
-        if level is not None:
-            clock.stream_share = stream_share(kind, shape, dtype, catalog)
-        t = measure(runner.run, clock, budget_s=budget_s, tolerance=0.02).median_s
-        seconds[kind] = seconds.get(kind, 0.0) + n * t
+        clock.start(kind, shape, dtype)
+        seconds[kind] = seconds.get(kind, 0.0) + n * measure(runner.run, clock, budget_s=budget_s,
+                                                             tolerance=0.02).median_s
     if level is not None:
         scale = math.sqrt(before * level.read())
         seconds = {kind: s / scale for kind, s in seconds.items()}

@@ -1,17 +1,17 @@
 """`python -m calibration report PROFILE.json`: the profile's prediction error on shapes it did not see.
 
-Per kind, a random fifth of the measured shapes is held out, the predictor is
+Per kind, a random fifth of the measured shapes is held out, the kind is
 refitted on the rest, and the held-out shapes are predicted; the table gives
-the median and 90th percentile of |predicted - measured| / measured. One fifth
-of a kind with tens of points gives a p90 that moves by several points from
-seed to seed: `--folds N` pools the errors of N random fifths (seeds `seed` to
-`seed + N - 1`).
+the median and 90th percentile of |predicted - measured| / measured. `--folds N`
+pools the errors of N random fifths (seeds `seed` to `seed + N - 1`).
 
-Where the kernels were measured in several passes, a second table tests the
-pooling of entries with their neighbours (emulator/cost/pooling.py): each
-kernel's first pass, as measured and pooled with the plane through the other
-kernels (at the weight one pass gets), against the median of its other passes.
-Needs no torch: it reads the profile file only.
+Where the profile has its raw passes beside it (calibration/write.py), the
+refit is the calibration's own: the training fifths' medians over passes are
+fitted and pooled with their neighbours (calibration/pooling.py), and the
+held-out shapes are held against their medians as measured. A second table
+tests the pooling: each kernel's first pass, as measured and pooled with the
+plane through the other kernels (at the weight one pass gets), against the
+median of its other passes. Needs no torch: it reads the profile files only.
 """
 
 from __future__ import annotations
@@ -20,35 +20,52 @@ import random
 
 import numpy as np
 
+from calibration.pooling import Pooling, pool, pooled_seconds
+from calibration.write import read_passes
 from emulator.cost.kernels import attention_of_kind
-from emulator.cost.pooling import Pooling
-from emulator.cost.predictor import fit_predictor
+from emulator.cost.predictor import Curve, KindPredictor, fit_predictor
 from emulator.cost.profile import Profile, load_profile, shape_from_json
 from emulator.devices import device
 
 MIN_POINTS = 5
 
 
-def holdout_errors(profile: dict, seed: int = 0, fraction: float = 0.2) -> dict[str, np.ndarray]:
+def kind_points(profile: dict, kind: str, passes: dict | None) -> tuple[list, list[float], list | None]:
+    """(shapes, seconds to hold predictions against, pass medians or None) of a kind's points."""
+    raw = (passes or {}).get(kind)
+    if raw:
+        return ([shape_from_json(kind, p["shape"]) for p in raw], [float(np.median(p["pass_medians_s"])) for p in raw],
+                [p["pass_medians_s"] for p in raw])
+    points = profile["kinds"][kind]["points"]
+    return [shape_from_json(kind, p["shape"]) for p in points], [p["seconds"] for p in points], None
+
+
+def refit(profile: dict, kind: str, shapes, seconds, pass_seconds) -> KindPredictor:
+    """The kind fitted to training points as the calibration fits it (pooled where passes are given)."""
+    features, dtype = profile["kinds"][kind]["features"], profile["dtype"]
+    predictor = fit_predictor(kind, dtype, shapes, seconds, device(profile["device"]), features=features)
+    if pass_seconds is None:
+        return predictor
+    pooled, _ = pooled_seconds(predictor, seconds, pass_seconds)
+    return KindPredictor(kind, dtype, predictor.curve, shapes, pooled, features, medians=seconds)
+
+
+def holdout_errors(profile: dict, seed: int = 0, fraction: float = 0.2,
+                   passes: dict | None = None) -> dict[str, np.ndarray]:
     """Relative errors on held-out shapes, per kind with at least MIN_POINTS points."""
     rng = random.Random(seed)
     errors = {}
-    for kind, entry in sorted(profile["kinds"].items()):
-        points = entry["points"]
-        if len(points) < MIN_POINTS:
+    for kind in sorted(profile["kinds"]):
+        shapes, seconds, pass_seconds = kind_points(profile, kind, passes)
+        if len(shapes) < MIN_POINTS:
             continue
-        order = list(range(len(points)))
+        order = list(range(len(shapes)))
         rng.shuffle(order)
-        held = set(order[: max(1, round(fraction * len(points)))])
-        train = [points[i] for i in order if i not in held]
-        predictor = fit_predictor(kind, profile["dtype"], [shape_from_json(kind, p["shape"]) for p in train],
-                                  [p["median_s"] for p in train], device(profile["device"]))
-        errs = []
-        for i in sorted(held):
-            measured = points[i]["median_s"]
-            predicted = predictor.predict(shape_from_json(kind, points[i]["shape"]))
-            errs.append(abs(predicted - measured) / measured)
-        errors[kind] = np.array(errs)
+        held = set(order[: max(1, round(fraction * len(shapes)))])
+        train = [i for i in order if i not in held]
+        predictor = refit(profile, kind, [shapes[i] for i in train], [seconds[i] for i in train],
+                          [pass_seconds[i] for i in train] if pass_seconds else None)
+        errors[kind] = np.array([abs(predictor.predict(shapes[i]) - seconds[i]) / seconds[i] for i in sorted(held)])
     return errors
 
 
@@ -57,41 +74,45 @@ def summary(errors: dict[str, np.ndarray]) -> dict[str, dict]:
             for kind, e in errors.items()}
 
 
-def pooled_holdout_errors(profile: dict, seed: int = 0, folds: int = 1) -> dict[str, np.ndarray]:
+def pooled_holdout_errors(profile: dict, seed: int = 0, folds: int = 1,
+                          passes: dict | None = None) -> dict[str, np.ndarray]:
     """Held-out errors of `folds` random fifths (seeds seed, seed + 1, ...), concatenated per kind."""
-    runs = [holdout_errors(profile, seed + i) for i in range(folds)]
+    runs = [holdout_errors(profile, seed + i, passes=passes) for i in range(folds)]
     return {kind: np.concatenate([r[kind] for r in runs]) for kind in runs[0]}
 
 
-def pass_split_errors(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray, Pooling]]:
+def pass_split_errors(profile: dict, passes: dict | None) -> dict[str, tuple[np.ndarray, np.ndarray, Pooling]]:
     """Per kind with pass medians: relative errors of a kernel's first pass, as measured and pooled,
     against the median of its other passes, and the kind's pooling."""
-    model = Profile(profile)
     errors = {}
-    for kind, predictor in sorted(model.predictors.items()):
-        if predictor.pooling is None:
+    for kind, entry in sorted(profile["kinds"].items()):
+        shapes, medians, pass_seconds = kind_points(profile, kind, passes)
+        if pass_seconds is None or len(shapes) < 2:
             continue
-        w = predictor.pooling.one_pass_weight()
+        predictor = KindPredictor(kind, profile["dtype"], Curve(**entry["curve"]), shapes, medians, entry["features"])
+        _, pooling = pool(predictor.residual, pass_seconds, predictor.left_out_corrections())
+        if pooling is None:
+            continue
+        w = pooling.one_pass_weight()
         measured, pooled = [], []
-        for i, point in enumerate(profile["kinds"][kind]["points"]):
-            passes = np.log(point["pass_medians_s"])
-            if len(passes) < 2:
+        for i, point_passes in enumerate(pass_seconds):
+            logs = np.log(point_passes)
+            if len(logs) < 2:
                 continue
-            log_curve = np.log(point["median_s"]) - predictor.residual[i]
-            neighbours = log_curve + predictor.pooling.left_out[i]  # log seconds, point i left out
-            truth = np.median(passes[1:])
-            measured.append(abs(np.expm1(passes[0] - truth)))
-            pooled.append(abs(np.expm1(w * passes[0] + (1 - w) * neighbours - truth)))
-        errors[kind] = (np.array(measured), np.array(pooled), predictor.pooling)
+            neighbours = np.log(medians[i]) - predictor.residual[i] + pooling.left_out[i]  # log s, i left out
+            truth = np.median(logs[1:])
+            measured.append(abs(np.expm1(logs[0] - truth)))
+            pooled.append(abs(np.expm1(w * logs[0] + (1 - w) * neighbours - truth)))
+        errors[kind] = (np.array(measured), np.array(pooled), pooling)
     return errors
 
 
-def print_pass_split(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray, Pooling]]:
-    errors = pass_split_errors(profile)
+def print_pass_split(profile: dict, passes: dict | None) -> dict[str, tuple[np.ndarray, np.ndarray, Pooling]]:
+    errors = pass_split_errors(profile, passes)
     if not errors:
         return errors
     print("\none pass of each kernel against the median of its other passes, as measured | pooled "
-          "with its neighbours (emulator/cost/pooling.py)")
+          "with its neighbours (calibration/pooling.py)")
     print(f"{'kind':20s} {'kernels':>7s} {'pass sd':>7s} {'weight':>6s}  {'median err':>10s} {'p90 err':>8s} |"
           f" {'median err':>10s} {'p90 err':>8s}")
     for kind, (measured, pooled, pooling) in errors.items():
@@ -107,18 +128,24 @@ def print_pass_split(profile: dict) -> dict[str, tuple[np.ndarray, np.ndarray, P
 
 
 def report(path: str, seed: int = 0, folds: int = 1) -> dict[str, dict]:
-    profile = load_profile(path)
-    errors = pooled_holdout_errors(profile, seed, folds)
+    profile, passes = load_profile(path), read_passes(path)
+    errors = pooled_holdout_errors(profile, seed, folds, passes)
     rows = summary(errors)
     prov = profile["provenance"]
-    method = " ".join(prov.get("method", "").split())
-    print(f"{path}: {profile['device']} {profile['dtype']}, {prov['kind']}: {method[:160]}")
+    print(f"{path}: {profile['device']} {profile['dtype']}, {prov['source']}: {prov.get('method', '')[:160]}")
     if folds > 1:
-        print(f"held-out errors pooled over {folds} random fifths (seeds {seed}-{seed + folds - 1})")
+        print(f"held-out errors pooled over {folds} random fifths (seeds {seed}-{seed + folds - 1})"
+              + (", refitted and pooled from the raw passes" if passes else ""))
+    print_table(profile, rows, errors)
+    print_pass_split(profile, passes)
+    return rows
+
+
+def print_table(profile: dict, rows: dict, errors: dict) -> None:
     print(f"{'kind':20s} {'points':>6s} {'held out':>8s} {'median err':>10s} {'p90 err':>8s}  source")
     for kind, entry in sorted(profile["kinds"].items()):
         r = rows.get(kind)
-        source = entry.get("source", prov["kind"])
+        source = entry.get("source", profile["provenance"]["source"])
         if r is None:
             print(f"{kind:20s} {len(entry['points']):6d} {'-':>8s} {'(too few points)':>19s}  {source}")
         else:
@@ -130,8 +157,6 @@ def report(path: str, seed: int = 0, folds: int = 1) -> dict[str, dict]:
     every = np.concatenate([errors[k] for k in real])
     print(f"{'all measured':20s} {sum(len(profile['kinds'][k]['points']) for k in real):6d} {len(every):8d} "
           f"{100 * np.median(every):9.1f}% {100 * np.quantile(every, 0.9):7.1f}%")
-    print_pass_split(profile)
-    return rows
 
 
 def against(path: str, measured_path: str) -> dict[str, dict]:
@@ -149,7 +174,7 @@ def against(path: str, measured_path: str) -> dict[str, dict]:
         for p in entry["points"]:
             op = Op("", shape_from_json(kind, p["shape"]), truth["dtype"])
             fallback += not model.covers(op)
-            errs.append(abs(model.op_time(op) - p["median_s"]) / p["median_s"])
+            errs.append(abs(model.op_time(op) - p["seconds"]) / p["seconds"])
         e = np.array(errs)
         rows[kind] = {"points": len(e), "median": float(np.median(e)), "p90": float(np.quantile(e, 0.9)),
                       "fallback": fallback}

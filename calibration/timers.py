@@ -31,6 +31,12 @@ class Timing:
 class CpuClock:
     name = "perf_counter"
 
+    def start(self, kind: str, shape, dtype: str) -> None:
+        pass
+
+    def readings(self) -> dict:
+        return {}
+
     def samples(self, run: Callable[[int], object], first: int, n: int) -> list[float]:
         out = []
         for i in range(first, first + n):
@@ -48,6 +54,12 @@ class CudaClock:
         import torch
 
         self.torch = torch
+
+    def start(self, kind: str, shape, dtype: str) -> None:
+        pass
+
+    def readings(self) -> dict:
+        return {}
 
     def samples(self, run: Callable[[int], object], first: int, n: int) -> list[float]:
         torch = self.torch
@@ -93,3 +105,26 @@ def measure(run: Callable[[int], object], clock, *, warmup: int = 3, min_repeats
     ordered = sorted(samples)
     return Timing(median, ordered[0], (_quantile(ordered, 0.9) - _quantile(ordered, 0.1)) / median, len(samples),
                   rejected)
+
+
+def time_call(fn, device: str, warmup: int = 3, repeats: int = 10) -> float:
+    """Median seconds of a whole call (a model's forward), CUDA events around it on a GPU."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            samples.append(start.elapsed_time(end) * 1e-3)
+        else:
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
+    return statistics.median(samples)

@@ -1,24 +1,14 @@
 """`python -m calibration validate`: time real PyTorch models and compare with the emulator's prediction.
 
 Each case builds a real model with random weights from its config
-(`workloads.modules`: diffusers' UNet2DConditionModel and AutoencoderKL with the
-SD v1.5 configs, UNet3DConditionModel with its default text-to-video config,
-transformers' LlamaForCausalLM with the LLaMA-2-7B config), at full size on a
-GPU and reduced (resolution, frames, batch, depth: stated per case) on a CPU.
-It times the forward call (CUDA events around the whole call on a GPU,
-perf_counter on a CPU; median of 10 after 3 warm-ups; on a CPU with a
-measured profile, median of 5 calls, each taken to the profile's speed by
-sentinel kernels of the profile read before and after it
-(`calibration.sentinels`), since a shared machine's speed drifts by tens of
-percent between the calibration and now, and within minutes; the raw median is
-kept beside it), measures the time per
-operator category with the PyTorch profiler (`calibration.categories`), lowers
-the same module with the frontend (`workloads.frontend`) and costs that graph
-with the profile. Attention 'flash' runs PyTorch SDPA (diffusers'
-AttnProcessor2_0, transformers' "sdpa"), 'baseline' the unfused
-matmul-softmax-matmul (AttnProcessor, "eager"); the lowering sees whichever
-runs. Writes one CSV row per case and prints the table. With `--isolated` it
-also times each distinct kernel of the lowered graph alone, right after the
+(calibration/models.py), times the forward call with the device's model timer
+(calibration/setup.py: CUDA events on a GPU; on a CPU with a measured
+profile, each call taken to the profile's speed by sentinel kernels of the
+profile, the raw median kept beside it), measures the time per operator
+category with the PyTorch profiler (`calibration.categories`), lowers the same
+module with the frontend (`workloads.frontend`) and costs that graph with the
+profile. Writes one CSV row per case and prints the table. With `--isolated`
+it also times each distinct kernel of the lowered graph alone, right after the
 model (`calibration.isolated`), so that an error splits into the kernels
 composing differently in the model and the profile differing from today's
 kernels.
@@ -33,148 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from calibration.models import MODELS, Case, build, default_cases  # noqa: F401 (MODELS: the CLI's choices)
 from emulator.ops import CATEGORIES
-from workloads.modules import (  # the configs the suite is built from
-    LLAMA2_7B,
-    SD_UNET,
-    SD_VAE,
-)
 
-UNET3D = {"sample_size": 32, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
-              "block_out_channels": (320, 640, 1280, 1280), "cross_attention_dim": 1024, "attention_head_dim": 64,
-              "norm_num_groups": 32}  # diffusers' defaults: a ModelScope-class text-to-video UNet
-MODELS = ("sd-unet", "sd-vae-decoder", "unet3d", "llama2-7b-prefill", "llama2-7b-decode")
-
-
-@dataclass
-class Case:
-    name: str
-    batch: int
-    size: int  # image side, or tokens
-    attention: str
-    frames: int = 0
-    layers: int = 0  # LLM depth (0: the full 32)
-
-    @property
-    def label(self) -> str:
-        parts = [self.name, f"b{self.batch}", f"{self.size}"]
-        parts += [f"f{self.frames}"] if self.frames else []
-        parts += [f"{self.layers}L"] if self.layers else []
-        return "-".join(parts)
-
-
-def default_cases(device: str, models: tuple[str, ...] = MODELS,
-                  attentions: tuple[str, ...] = ("flash", "baseline")) -> list[Case]:
-    if device == "cuda":  # full size, fp16
-        sizes = [Case("sd-unet", 2, 512, ""), Case("sd-unet", 8, 512, ""), Case("sd-vae-decoder", 1, 512, ""),
-                 Case("unet3d", 1, 256, "", frames=16), Case("llama2-7b-prefill", 1, 128, ""),
-                 Case("llama2-7b-prefill", 1, 2048, ""), Case("llama2-7b-decode", 1, 2048, "")]
-    else:  # a 2-core CPU in fp32: lower resolution, fewer frames, fewer LLM layers
-        sizes = [Case("sd-unet", 1, 256, ""), Case("sd-vae-decoder", 1, 128, ""), Case("unet3d", 1, 128, "", frames=4),
-                 Case("llama2-7b-prefill", 1, 128, "", layers=2), Case("llama2-7b-decode", 1, 512, "", layers=2)]
-    return [Case(c.name, c.batch, c.size, a, c.frames, c.layers) for a in attentions for c in sizes
-            if c.name in models]
-
-
-def time_call(fn, device: str, warmup: int = 3, repeats: int = 10) -> float:
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            samples.append(start.elapsed_time(end) * 1e-3)
-        else:
-            t = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
-
-
-def build(case: Case, device: str, dtype):
-    """(module, inputs, kwargs, a call of it, a setup to run before each lowering) for one case."""
-    import torch
-
-    if case.name.startswith("llama"):
-        return _llama(case, device, dtype)
-    from diffusers import AutoencoderKL, UNet2DConditionModel, UNet3DConditionModel
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-
-    from workloads.modules import VaeDecode
-
-    processor = AttnProcessor2_0() if case.attention == "flash" else AttnProcessor()
-    latent = case.size // 8
-    with torch.device(device):
-        if case.name == "sd-unet":
-            model = UNet2DConditionModel(**SD_UNET).to(dtype).eval()
-            inputs = (torch.randn(case.batch, 4, latent, latent, dtype=dtype), torch.tensor([500] * case.batch),
-                      torch.randn(case.batch, 77, 768, dtype=dtype))
-        elif case.name == "unet3d":
-            model = UNet3DConditionModel(**UNET3D).to(dtype).eval()
-            inputs = (torch.randn(case.batch, 4, case.frames, latent, latent, dtype=dtype),
-                      torch.tensor([500] * case.batch), torch.randn(case.batch, 77, 1024, dtype=dtype))
-        else:
-            vae = AutoencoderKL(**SD_VAE).to(dtype).eval()
-            vae.set_attn_processor(processor)
-            model = VaeDecode(vae)
-            inputs = (torch.randn(case.batch, 4, latent, latent, dtype=dtype),)
-        if case.name != "sd-vae-decoder":
-            model.set_attn_processor(processor)
-    return model, inputs, {}, lambda: model(*inputs), None
-
-
-def _llama(case: Case, device: str, dtype):
-    import torch
-    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(**{**LLAMA2_7B, "num_hidden_layers": case.layers or LLAMA2_7B["num_hidden_layers"]})
-    config._attn_implementation = "sdpa" if case.attention == "flash" else "eager"
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # build the weights in the working precision directly (13.5 GB, not 27)
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(config).eval()
-    finally:
-        torch.set_default_dtype(previous)
-    ids = torch.randint(0, 32000, (case.batch, case.size), device=device)
-    if case.name == "llama2-7b-prefill":
-        kwargs = {"logits_to_keep": 1, "use_cache": False}
-        return model, (ids,), kwargs, lambda: model(ids, **kwargs), None
-    # Decode one token against a cache of size - 1 positions; the cache is cut back after each step.
-    cache = DynamicCache(config=config)
-    with torch.no_grad():
-        model(ids[:, : case.size - 1], past_key_values=cache, use_cache=True)
-    token = ids[:, -1:]
-    kwargs = {"past_key_values": cache, "use_cache": True, "logits_to_keep": 1}
-
-    def step():
-        out = model(token, **kwargs)
-        cache.crop(-1)  # drop the token just added
-        return out
-
-    return model, (token,), kwargs, step, lambda: cache.crop(-1)  # the lowering ran one step too
-
-
-def page_faults(fn) -> int:
-    """Minor page faults of one call: fresh memory the allocator got from the OS and the OS zeroed.
-
-    With glibc's default state a model call can fault in gigabytes (the SD UNet at 256x256: 306k
-    faults, 1.25 GB a call, from oneDNN's weight reorders); with freed memory kept, the state CPU
-    profiles are measured in (calibration/allocator.py), a model in steady state takes next to none.
-    A row with many says the timing paid for fresh memory the profile's kernels did not.
-    """
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    fn()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
 def predict(module, inputs, kwargs, cost, reset):
@@ -203,47 +55,44 @@ def validate(device: str, profile: str, out: Path, models: tuple[str, ...] = MOD
              attentions: tuple[str, ...] = ("flash", "baseline")) -> list[dict]:
     """Every case, `rounds` times round-robin; each row keeps the median over rounds of the timed seconds.
 
-    On a CPU the models run in the allocator state the profile's kernels were measured in (its
-    `host.allocator`, calibration/allocator.py) unless `allocator` names another.
-
-    A shared machine's speed wanders over minutes in ways its sentinels follow only on average, and
-    the profile's times are medians over passes spread over a whole calibration run: rounds spread a
-    case's timing over the run in the same way. The CSV is rewritten after every round.
+    The models run in the process state the profile's kernels were measured in (on a CPU, its
+    `host.allocator`) unless `allocator` names another. Rounds spread a case's timing over minutes, as
+    the profile's passes were spread over its run. The CSV is rewritten after every round.
     """
-    cases = default_cases(device, models, attentions)
-    state = None
-    if device == "cpu":
-        from calibration.allocator import DEFAULT
-        from calibration.allocator import apply as apply_allocator
-        from emulator.cost import cost_model
+    from calibration.setups import setup_for
+    from emulator.cost import Profile, cost_model
 
-        recorded = getattr(cost_model(profile), "data", {}).get("host", {}).get("allocator", DEFAULT)
-        state = apply_allocator(allocator or recorded)
-        print(f"allocator: {state} (the profile's: {recorded})", file=sys.stderr)
+    setup = setup_for(device)
+    cost = cost_model(profile)
+    recorded = cost.data["host"].get("allocator") if isinstance(cost, Profile) else None
+    state = setup.prepare(allocator or recorded)
+    if state:
+        print(f"process state: {state} (the profile's allocator: {recorded})", file=sys.stderr)
+    cases = default_cases(device, models, attentions)
     rows: list[dict] = []
     for r in range(rounds):
         for i, case in enumerate(cases):
-            if r == 0:
-                row = validate_case(case, device, profile, isolated)
-                row["allocator"] = state or ""
-                rows.append(row)
-            elif rows[i].get("failure"):
+            if r > 0 and rows[i].get("failure"):
                 continue
-            else:  # the prediction and the shares do not change between rounds, the timings do
-                row = validate_case(case, device, profile, isolated, first=rows[i])
-                if row.get("failure"):
-                    print(f"round {r + 1}/{rounds} " + line(row), file=sys.stderr, flush=True)
-                    continue
-                for key in ("measured_s", "measured_raw_s"):
-                    if row.get(key):
-                        rows[i].setdefault(f"{key}_rounds", [rows[i][key]]).append(row[key])
-                        rows[i][key] = statistics.median(rows[i][f"{key}_rounds"])
-                rows[i]["error"] = (rows[i]["predicted_s"] - rows[i]["measured_s"]) / rows[i]["measured_s"]
-                row = {**rows[i], **row, "error": rows[i]["predicted_s"] / row["measured_s"] - 1}
+            row = validate_case(case, setup, profile, isolated, first=rows[i] if r else None)
+            if r == 0:
+                rows.append({**row, "allocator": state.get("allocator", "")})
+            elif not row.get("failure"):
+                row = merge_round(rows[i], row)
             print((f"round {r + 1}/{rounds} " if rounds > 1 else "") + line(row), file=sys.stderr, flush=True)
         write_rows(out, rows)
     print(table(rows))
     return rows
+
+
+def merge_round(first: dict, row: dict) -> dict:
+    """Fold a later round's timings into the case's row (medians over rounds); the round's row for printing."""
+    for key in ("measured_s", "measured_raw_s"):
+        if row.get(key):
+            first.setdefault(f"{key}_rounds", [first[key]]).append(row[key])
+            first[key] = statistics.median(first[f"{key}_rounds"])
+    first["error"] = (first["predicted_s"] - first["measured_s"]) / first["measured_s"]
+    return {**first, **row, "error": first["predicted_s"] / row["measured_s"] - 1}
 
 
 def write_rows(out: Path, rows: list[dict]) -> None:
@@ -256,79 +105,56 @@ def write_rows(out: Path, rows: list[dict]) -> None:
             writer.writerow({**row, "measured_rounds_s": " ".join(f"{t:.4f}" for t in rounds) if rounds else ""})
 
 
-def sentinel_level(sentinels: list | None, cost):
-    """The sentinels' reader (calibration/sentinels.py), or None where there are none (a GPU, no profile)."""
-    if not sentinels:
-        return None
-    from calibration.sentinels import SentinelLevel
-
-    return SentinelLevel(sentinels, cost.dtype, cost.device)
-
-
-def timed(fn, device: str, level) -> dict:
-    """measured_s (at the profile's speed where a sentinel level reads it), measured_raw_s, how."""
-    if device != "cpu" or level is None:
-        return {"measured_s": time_call(fn, device)}
-    from calibration.sentinels import describe, time_at_profile_speed
-
-    timing = time_at_profile_speed(fn, level)
-    return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
-            "normalized": describe(level.sentinels, timing)}
-
-
-def validate_case(case: Case, device: str, profile: str, isolated: bool, first: dict | None = None) -> dict:
+def validate_case(case: Case, setup, profile: str, isolated: bool, first: dict | None = None) -> dict:
     """One case's row: measured and predicted seconds, category shares (a failure is recorded, not raised).
 
     Given the case's row from a first round, it only builds the model and times it again (measured_s,
-    measured_raw_s), against the first round's sentinels.
+    measured_raw_s) with the first round's timer.
     """
     import torch
 
-    from calibration.categories import measured_categories
     from emulator.cost import cost_model
 
-    dtype = torch.float16 if device == "cuda" else torch.float32
     row = {"case": case.label, "model": case.name, "batch": case.batch, "size": case.size,
            "frames": case.frames or "", "layers": case.layers or "", "attention": case.attention}
     fn = None
     try:
         with torch.no_grad():
-            module, inputs, kwargs, fn, reset = build(case, device, dtype)
-            cost = cost_model(profile, case.attention)
+            module, inputs, kwargs, fn, reset = build(case, setup.device, getattr(torch, TORCH_DTYPES[setup.validation_dtype]))
             if first is not None:
-                return {**row, **timed(fn, device, sentinel_level(first.get("sentinels"), cost))}
-            predicted, graph = predict(module, inputs, kwargs, cost, reset)
-            if device == "cpu" and getattr(cost, "data", None):
-                from calibration.sentinels import choose
-
-                row["sentinels"] = choose(graph, cost)
-            level = sentinel_level(row.get("sentinels"), cost)
-            row.update(timed(fn, device, level))
-            measured = row["measured_s"]
-            categories = measured_categories(fn, device)
-            if device == "cpu":
-                row["page_faults_per_call"] = page_faults(fn)
-            if isolated:  # the same kernels alone, now: composition apart from the profile's error
-                from calibration.isolated import isolated_seconds
-
-                alone = isolated_seconds(graph, case.attention, "fp16" if device == "cuda" else "fp32",
-                                         device, cost.device.l2_MB * 1e6, level)
-                row["untimed_ops"] = int(alone.pop("untimed"))
-                row["isolated_s"] = sum(alone.values())
-        m, p = shares(categories), shares(predicted.by_category_s)
-        row.update(predicted_s=predicted.seconds,
-                   error=(predicted.seconds - measured) / measured,
-                   max_share_diff_points=100 * max(abs(m[c] - p[c]) for c in CATEGORIES),
-                   graph_ops=len(graph.ops), fallback_ops=predicted.fallback_ops,
-                   **{f"share_measured_{c}": m[c] for c in CATEGORIES},
-                   **{f"share_predicted_{c}": p[c] for c in CATEGORIES})
+                return {**row, **first["timer"].time(fn)}
+            cost = cost_model(profile, case.attention)
+            row.update(measured_and_predicted(module, inputs, kwargs, fn, reset, cost, setup, isolated))
     except Exception as e:  # noqa: BLE001 (one failing case must not lose the others)
         row["failure"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
     finally:
         fn = None
-        if device == "cuda":
-            torch.cuda.empty_cache()
+        setup.release()
     return row
+
+
+def measured_and_predicted(module, inputs, kwargs, fn, reset, cost, setup, isolated: bool) -> dict:
+    """The first round of a case: prediction, timing, profiler categories, and the kernels alone if asked."""
+    from calibration.categories import measured_categories
+
+    predicted, graph = predict(module, inputs, kwargs, cost, reset)
+    timer = setup.model_timer(cost, graph)
+    row = {"timer": timer, **timer.time(fn)}
+    categories = measured_categories(fn, setup.device)
+    row.update(setup.call_counters(fn))
+    if isolated:  # the same kernels alone, now: composition apart from the profile's error
+        from calibration.isolated import isolated_seconds
+
+        alone = isolated_seconds(graph, cost.attention, setup.validation_dtype, setup, cost.device.l2_MB * 1e6,
+                                 timer.level)
+        row["untimed_ops"] = int(alone.pop("untimed"))
+        row["isolated_s"] = sum(alone.values())
+    measured = row["measured_s"]
+    m, p = shares(categories), shares(predicted.by_category_s)
+    return {**row, "predicted_s": predicted.seconds, "error": (predicted.seconds - measured) / measured,
+            "max_share_diff_points": 100 * max(abs(m[c] - p[c]) for c in CATEGORIES),
+            "graph_ops": len(graph.ops), "fallback_ops": predicted.fallback_ops,
+            **{f"share_measured_{c}": m[c] for c in CATEGORIES}, **{f"share_predicted_{c}": p[c] for c in CATEGORIES}}
 
 
 def line(row: dict) -> str:

@@ -9,6 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from calibration import run as run_module
+from calibration.cpu.drift import DriftReference
+from calibration.grid import spec_key
+from calibration.measure import CHEAP_KERNEL_S
+from calibration.pooling import pool
+from calibration.write import read_passes
+from emulator.cost.predictor import fit_predictor
+from emulator.devices import device
 from calibration.kernels import make_runner
 from calibration.report import holdout_errors
 from calibration.timers import CpuClock, measure
@@ -131,18 +138,24 @@ def test_run_resumes_and_writes_a_loadable_profile(tmp_path, monkeypatch):
     run_module.run("cpu", "fp32", True, [], out, passes=2)
     assert len(measured) == 2 * (len(tiny) + len(more))  # nothing measured twice in the same pass
     assert not partial.exists()
-    profile = load_profile(out)
-    assert profile["provenance"]["kind"] == "measured" and profile["host"]["included_in_kernel_times"]
+    profile, passes = load_profile(out), read_passes(out)
+    assert profile["provenance"]["source"] == "measured" and profile["host"]["included_in_kernel_times"]
+    assert profile["provenance"]["versions"]["torch"] and profile["provenance"]["device_fingerprint"]["threads"]
     points = [p for e in profile["kinds"].values() for p in e["points"]]
-    assert len(points) == len(tiny) + len(more) and all(len(p["pass_medians_s"]) == 2 for p in points)
-    model = Profile(profile)
-    linears = profile["kinds"]["linear"]["points"]
+    raw = [p for kind in profile["kinds"] for p in passes[kind]]
+    assert len(points) == len(raw) == len(tiny) + len(more) and all(len(p["pass_medians_s"]) == 2 for p in raw)
+    # Two passes a kernel: the entry is pooled with its neighbours' plane (calibration/pooling.py), the
+    # plane and weights recomputed here from the raw passes kept beside the profile.
+    linears = passes["linear"]
     i = next(i for i, p in enumerate(linears) if p["shape"]["m"] == 5)
-    # Two passes a kernel: the entry is pooled with its neighbours' plane (emulator/cost/pooling.py).
-    predictor = model.predictors["linear"]
-    w = predictor.pooling.weights[i]
-    neighbours = predictor.curve_time(Linear(5, 8, 8)) * math.exp(predictor.pooling.left_out[i])
-    assert predictor.predict(Linear(5, 8, 8)) == pytest.approx(linears[i]["median_s"] ** w * neighbours ** (1 - w))
+    shapes = [Linear(**p["shape"]) for p in linears]
+    medians = [statistics.median(p["pass_medians_s"]) for p in linears]
+    predictor = fit_predictor("linear", "fp32", shapes, medians, device("cpu"))
+    _, pooling = pool(predictor.residual, [p["pass_medians_s"] for p in linears], predictor.left_out_corrections())
+    w = pooling.weights[i]
+    neighbours = predictor.curve_time(Linear(5, 8, 8)) * math.exp(pooling.left_out[i])
+    assert Profile(profile).predictors["linear"].predict(Linear(5, 8, 8)) == pytest.approx(
+        medians[i] ** w * neighbours ** (1 - w))
 
 
 def test_every_elementwise_op_has_a_torch_runner():
@@ -158,7 +171,7 @@ def test_every_elementwise_op_has_a_torch_runner():
 def test_a_linears_samples_are_rescaled_by_both_references_and_other_kernels_by_compute_alone():
     import time
 
-    from calibration.drift import DriftCorrectedCpuClock
+    from calibration.cpu.drift import DriftCorrectedCpuClock
 
     class SlowMemory:
         """Compute at the baseline's speed, memory at half of it, counting the stream readings."""
@@ -197,7 +210,7 @@ def test_a_linears_samples_are_rescaled_by_both_references_and_other_kernels_by_
 
 
 def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
-    from calibration.drift import at_speeds, fluctuation, typical_speeds
+    from calibration.cpu.drift import at_speeds, typical_speeds
 
     # Three entries under two clocks (a run resumed under a new one): the first clock's baseline 1.0 ms,
     # the second's 2.0 ms. Absolute compute readings: 1.2, 0.8 and 1.0 ms; median 1.0 ms.
@@ -214,20 +227,16 @@ def test_a_profile_is_stated_at_the_references_median_speeds_over_the_run():
     # A time taken to a 2.0 ms compute speed is half of what it is at 1.0 ms (w = 1).
     assert at_speeds(entries[2], speeds) == pytest.approx(0.5)
     assert at_speeds({"median_s": 1.0}, speeds) == 1.0  # a GPU entry: no reference
-    # Fitted exponents on a pass's deviation from its kernel's level: entry 0 read 1.2 ms against a level of
-    # 1.0 ms; the rule took it back by 1.2^1, exponent 0.5 takes it by 1.2^0.5, so the factor is
-    # 1.2^(1 - 0.5) = 1.095 (hand-computed); entry 1's stream part 8 ms against 4 ms, (4/8)^(0.2 - 0.5).
-    assert fluctuation(entries[0], (1e-3, 1.0), (0.5, 0.0)) == pytest.approx(1.2**0.5)
-    assert fluctuation(entries[1], (0.8e-3, 4e-3), (0.5, 0.2)) == pytest.approx(0.5 ** (0.2 - 0.5))
-    assert fluctuation(entries[1], (1e-3, 1e-3), (0.5, 0.5)) == pytest.approx(1.0)  # the rule's exponents
     assert typical_speeds([{"median_s": 1.0}]) == {}
 
 
 def test_pass_medians_settle_when_the_two_nearest_their_median_agree():
-    assert run_module.settled([1.0, 1.05])
-    assert not run_module.settled([1.0, 1.2])
-    assert run_module.settled([1.0, 3.0, 1.02])  # one outlier pass is outvoted
-    assert not run_module.settled([1.0])
+    from calibration.measure import settled
+
+    assert settled([1.0, 1.05])
+    assert not settled([1.0, 1.2])
+    assert settled([1.0, 3.0, 1.02])  # one outlier pass is outvoted
+    assert not settled([1.0])
 
 
 def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_path, monkeypatch):
@@ -249,10 +258,10 @@ def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_
         shape = current[0]
         calls[shape] += 1
         slow = shape == noisy and calls[shape] == 2
-        median = 1e-3 if shape == cheap else 3 * run_module.CHEAP_KERNEL_S * (3 if slow else 1)
+        median = 1e-3 if shape == cheap else 3 * CHEAP_KERNEL_S * (3 if slow else 1)
         return timers.Timing(median_s=median, min_s=median, spread=0.0, repeats=5, rejected=0)
 
-    class SteadyMachine(run_module.DriftReference):
+    class SteadyMachine(DriftReference):
         """No drift: the corrected medians are the fake ones."""
 
         def compute_warm(self) -> float:
@@ -263,19 +272,19 @@ def test_kernels_whose_passes_disagree_are_measured_again_until_they_settle(tmp_
 
     monkeypatch.setattr(kernels, "make_runner", recording_runner)
     monkeypatch.setattr(timers, "measure", fake_measure)
-    monkeypatch.setattr(run_module, "DriftReference", SteadyMachine)
+    monkeypatch.setattr("calibration.cpu.setup.DriftReference", SteadyMachine)
     out = tmp_path / "p.json"
     run_module.run("cpu", "fp32", True, [], out, passes=2, max_passes=5)
     # One extra pass settles the noisy kernel; the steady one is not measured again; the cheap one
     # is measured in every pass.
     assert calls == {noisy: 3, steady: 2, cheap: 5}
-    profile = load_profile(out)
-    assert "--max-passes 5" in profile["provenance"]["method"]
-    point = next(p for p in profile["kinds"]["linear"]["points"] if p["shape"]["m"] == 3)
+    assert "--max-passes 5" in load_profile(out)["provenance"]["method"]
+    point = next(p for p in read_passes(out)["linear"] if p["shape"]["m"] == 3)
     assert len(point["pass_medians_s"]) == 3
     # The steady machine's references read their baselines (a linear this small is all memory: v near 1).
     assert point["compute_drifts"] == [1.0, 1.0, 1.0] and point["stream_drifts"] == [1.0, 1.0, 1.0]
-    assert point["median_s"] == pytest.approx(3 * run_module.CHEAP_KERNEL_S)  # the median drops the slow pass
+    # the median drops the slow pass
+    assert statistics.median(point["pass_medians_s"]) == pytest.approx(3 * CHEAP_KERNEL_S)
 
 
 def test_report_holds_out_a_fifth_per_kind(tmp_path):
@@ -291,13 +300,14 @@ def test_report_holds_out_a_fifth_per_kind(tmp_path):
 
 
 def test_quick_cpu_plan_fits_the_time_budget():
-    import workloads  # noqa: F401
     from calibration.grid import grid
-    from emulator.cost.roofline import Roofline
-    from emulator.devices import device
 
-    todo, skipped = run_module.plan(grid(quick=True), "fp32", run_module.SETTINGS["cpu"], Roofline(device("cpu")))
-    assert todo and all(est <= run_module.SETTINGS["cpu"]["max_kernel_s"] for _, _, est in todo)
+    from calibration.cpu.setup import CpuSetup
+    from calibration.plan import plan
+
+    limits = CpuSetup.limits
+    todo, skipped = plan(grid(quick=True), "fp32", limits, device("cpu"))
+    assert todo and all(k.estimate_s <= limits.max_kernel_s for k in todo)
     assert json.dumps([str(s) for s in skipped])  # reasons are printable
 
 
@@ -316,7 +326,7 @@ def test_validation_shapes_are_the_lowered_real_models_kernels():
     # the LLaMA decode step's KV-cache append (2 layers, 511 cached + 1 new, 4096 wide)
     assert Elementwise("memcpy", 512 * 4096) in shapes["elementwise"]
     assert {s.op for s in shapes["elementwise"]} <= set(ELEMENTWISE)
-    assert len(specs) == len({run_module.spec_key(k, s) for k, s in specs})  # distinct
+    assert len(specs) == len({spec_key(k, s) for k, s in specs})  # distinct
 
 
 
@@ -328,11 +338,13 @@ def test_report_holds_one_pass_against_the_others_as_measured_and_pooled():
     from tests.test_predictor import profile_dict
 
     profile = profile_dict()
-    for p in profile["kinds"]["linear"]["points"]:  # passes at +10%, -10% and on the (exact) synthetic time
-        p["pass_medians_s"] = [p["median_s"] * math.exp(0.1), p["median_s"] * math.exp(-0.1), p["median_s"]]
-    measured, pooled, _ = pass_split_errors(profile)["linear"]
+    # passes at +10%, -10% and on the (exact) synthetic time
+    passes = {"linear": [{"shape": p["shape"], "pass_medians_s": [p["seconds"] * math.exp(0.1),
+                                                                  p["seconds"] * math.exp(-0.1), p["seconds"]]}
+                         for p in profile["kinds"]["linear"]["points"]]}
+    measured, pooled, _ = pass_split_errors(profile, passes)["linear"]
     # The first pass against the median of the other two, e^-0.05: off by e^0.15 - 1 (hand-computed).
     assert measured == pytest.approx(np.full(len(measured), math.expm1(0.15)))
     # The neighbours' plane through curve-family points is near exact: pooling pulls toward the truth.
     assert np.all(pooled < measured)
-    assert pass_split_errors(profile_dict()) == {}  # one pass each: nothing to split
+    assert pass_split_errors(profile_dict(), None) == {}  # no raw passes: nothing to split

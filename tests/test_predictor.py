@@ -67,10 +67,10 @@ def profile_dict(kinds=("linear",)):
     seconds = synthetic_seconds(LINEARS)
     return {
         "schema": SCHEMA, "version": VERSION, "device": "a100-sxm4-80gb", "dtype": "fp16",
-        "fingerprint": {"test": True}, "provenance": {"kind": "measured", "method": "synthetic"},
-        "host": {"s_per_kernel": 5e-6, "included_in_kernel_times": False},
-        "kinds": {"linear": {"backend": "synthetic", "curve": TRUE_CURVE.asdict(),
-                             "points": [{"shape": shape_to_json(s), "median_s": t}
+        "provenance": {"source": "measured", "method": "synthetic"},
+        "host": {"s_per_kernel": 5e-6, "s_per_op": 5e-6, "included_in_kernel_times": False},
+        "kinds": {"linear": {"features": "linear", "backend": "synthetic", "curve": TRUE_CURVE.asdict(),
+                             "points": [{"shape": shape_to_json(s), "seconds": t}
                                         for s, t in zip(LINEARS, seconds)]}},
     }
 
@@ -95,7 +95,10 @@ def test_profile_falls_back_outside_its_domain_and_counts_it():
     (lambda d: d.update(schema="something-else"), "not a profile file"),
     (lambda d: d.update(version=99), "version 99"),
     (lambda d: d.pop("host"), "missing key 'host'"),
-    (lambda d: d["kinds"]["linear"]["points"][0].update(median_s=-1), "median_s"),
+    (lambda d: d["kinds"]["linear"]["points"][0].update(seconds=-1), "seconds"),
+    (lambda d: d["kinds"]["linear"].update(features="warp"), "features must name one of"),
+    (lambda d: d.update(version=1), "convert it with `python -m calibration convert"),
+    (lambda d: d["provenance"].pop("source"), "provenance.source"),
     (lambda d: d["kinds"]["linear"]["points"][0]["shape"].update(m=0), "not a valid linear shape"),
     (lambda d: d["kinds"].update(warp_drive={}), "unknown kernel kind"),
     (lambda d: d["kinds"]["linear"].pop("curve"), "curve"),
@@ -137,13 +140,14 @@ def test_convs_pytorch_keeps_for_itself_are_told_apart_from_onednn_ones(monkeypa
     shapes.remove(held)
     cpu = device("cpu")
 
-    def predicted():
-        p = fit_predictor("conv2d", "fp32", shapes, [seconds(s) for s in shapes], cpu)
+    def predicted(features):
+        p = fit_predictor("conv2d", "fp32", shapes, [seconds(s) for s in shapes], cpu, features=features)
         return p.predict(held)
 
-    assert predicted() == pytest.approx(seconds(held), rel=0.1)
-    monkeypatch.setitem(predictor.CPU_FEATURES, "conv2d", predictor._conv_per_image)
-    assert abs(predicted() / seconds(held) - 1) > 0.2
+    assert predicted("conv-per-image") == pytest.approx(seconds(held), rel=0.1)
+    # The same features without the backend one (the last): the held-out conv lands between the two rates.
+    monkeypatch.setitem(predictor.FEATURE_SETS, "no-backend", lambda s: predictor._conv_per_image(s)[:-1])
+    assert abs(predicted("no-backend") / seconds(held) - 1) > 0.2
 
 
 @pytest.mark.parametrize("shape", [

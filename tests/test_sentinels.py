@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from calibration.sentinels import (  # noqa: E402
+from calibration.cpu.sentinels import (  # noqa: E402
     MIN_KIND_SHARE,
     PER_KIND,
     MIN_TIME_S,
@@ -77,13 +77,13 @@ def test_sentinels_are_the_profiles_points_nearest_the_graphs_heaviest_kernels_a
         assert sum(s.weight for s in mine) == pytest.approx(seconds[kind] / covered)
         # The first stands for the kind's heaviest kernel: no eligible point is nearer to it.
         heaviest = max((t, shape) for (k, shape), t in kernel_s.items() if k == kind)[1]
-        target = log_features(kind, heaviest, cpu=True)
-        nearest = np.linalg.norm(log_features(kind, mine[0].shape, cpu=True) - target)
+        target = log_features(profile.predictors[kind].features, heaviest)
+        nearest = np.linalg.norm(log_features(profile.predictors[kind].features, mine[0].shape) - target)
         for point in profile.data["kinds"][kind]["points"]:
             shape = shape_from_json(kind, point["shape"])
             pooled_s = profile.predictors[kind].predict(shape)
             if (kind, shape) not in kernel_s and pooled_s >= MIN_TIME_S:
-                assert np.linalg.norm(log_features(kind, shape, cpu=True) - target) >= nearest - 1e-12
+                assert np.linalg.norm(log_features(profile.predictors[kind].features, shape) - target) >= nearest - 1e-12
     # Each is held against the profile's time of its shape: the entry pooled with its neighbours.
     for s in sentinels:
         assert s.profile_s == pytest.approx(profile.predictors[s.kind].predict(s.shape), rel=1e-12)

@@ -54,14 +54,15 @@ def test_cpu_cases_are_reduced_and_cover_both_attentions():
 
 
 def test_kernels_alone_cover_every_kernel_of_the_graph_once_per_use():
+    from calibration.cpu.setup import CpuSetup
     from calibration.isolated import isolated_seconds
-    from calibration.validate import time_call
+    from calibration.timers import time_call
     from emulator.cost.kernels import kernel_kind
 
     model, x = Tiny().eval(), torch.randn(2, 8, 16, 16)
     with torch.no_grad():
         _, graph = predict(model, (x,), {}, cost_model("cpu"), None)
-        alone = isolated_seconds(graph, "flash", "fp32", "cpu", 32e6, budget_s=0.05)
+        alone = isolated_seconds(graph, "flash", "fp32", CpuSetup(), 32e6, budget_s=0.05)
         whole = time_call(lambda: model(x), "cpu")
     assert alone.pop("untimed") == 0
     assert set(alone) == {kernel_kind(op, "flash") for op in graph.ops}
@@ -78,7 +79,7 @@ def test_kernels_alone_cover_every_kernel_of_the_graph_once_per_use():
             return next(self.readings)
 
     with torch.no_grad():
-        at_profile = isolated_seconds(graph, "flash", "fp32", "cpu", 32e6, Level(), budget_s=0.05)
+        at_profile = isolated_seconds(graph, "flash", "fp32", CpuSetup(), 32e6, Level(), budget_s=0.05)
     assert at_profile.pop("untimed") == 0
     assert sum(at_profile.values()) == pytest.approx(sum(alone.values()) / 4, rel=0.5)
 

@@ -13,11 +13,16 @@ Method (the same for every kind):
    choices): the log ratio measured / curve at the measured points,
    interpolated at a new shape by a weighted local-linear fit (a plane, weights
    1 / squared distance) over its 2D + 2 nearest measured neighbours in the
-   space of D log shape features (below), kept within the neighbours' range
-   widened by 25%. At a measured shape the prediction is the measurement, or,
-   where the profile holds each kernel's pass medians, the measurement pooled
-   with the plane through its neighbours by how noisy each is
-   (emulator/cost/pooling.py).
+   space of D log shape features, kept within the neighbours' range widened by
+   25%. The plane goes through the points as measured (their medians over
+   passes); at a measured shape the prediction is the profile's entry, which
+   for a noisy device is that median pooled with the neighbours' plane
+   (calibration/pooling.py): the best estimate at the shape, while the plane
+   through the raw medians predicts the shapes between them better.
+
+The shape features are a named set per kind (FEATURE_SETS): the profile says
+which set each kind was fitted in, since libraries differ by device (a CPU's
+convolutions loop over images; a GPU's run as one implicit GEMM).
 
 The calibrated domain of a kind is the box spanned by its measured features,
 widened by a factor of 2 on each side; outside it cost models fall back to
@@ -34,7 +39,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emulator.cost.kernels import attention_of_kind, work
-from emulator.cost.pooling import pool
 from emulator.ops import Op
 from emulator.shapes import ELEMENTWISE_FLOPS_PER_ELEMENT
 
@@ -50,22 +54,13 @@ def _conv(s) -> tuple:
     return (s.batch * prod(s.out_size), s.c_in // s.groups * prod(s.kernel), s.c_out, s.stride)
 
 
-def _conv_per_image(s) -> tuple:
-    # CPU libraries loop over images: on the development CPU a 1280-channel 3x3 conv took 7 ms on one
-    # 4x4 image and 89 ms on four 2x2 ones, the same implicit GEMM. The batch is a feature of its own.
-    return (s.batch,) + _conv(s)
-
-
 def _attention(s) -> tuple:
     return (s.batch * s.heads, s.q_len, s.kv_len, s.head_dim, 2 if s.causal else 1)
 
 
-# BLAS libraries run a one-row product as a matrix-vector kernel (GEMV), a memory stream with no
-# tiling, and switch to a tiled GEMM from two rows on. On the development CPU four rows took 3-5x
-# one row's time (4096 x 16384: 18.7 ms for one row, 87 ms for four, 102 ms for sixteen), a step no
-# plane in log m follows. A feature of its own, e^2 apart, lets the neighbours' plane take the step:
-# held-out linear error over ten random fifths went from 6.5% / 23.0% (median / p90) to 6.3% / 17.6%
-# on the CPU, 3.3% / 10.9% to 3.2% / 10.8% on the measured H100, 2.9% / 10.5% to 2.9% / 10.3% on the A100.
+# BLAS libraries run a one-row product as a matrix-vector kernel (GEMV), a memory stream with no tiling,
+# and switch to a tiled GEMM from two rows on: a step in time no plane in log m follows. A feature of its
+# own, e^2 apart, lets the neighbours' plane take the step.
 GEMV_FEATURE = math.exp(2.0)
 
 
@@ -73,35 +68,11 @@ def _linear(s) -> tuple:
     return (s.m, s.k, s.n, GEMV_FEATURE if s.m == 1 else 1.0)
 
 
-FEATURES: dict[str, Callable[[object], tuple]] = {
-    "linear": _linear,
-    "matmul": lambda s: (s.batch, s.m, s.k, s.n),
-    "conv2d": _conv,
-    "conv1d": _conv,
-    "conv3d": _conv,
-    "attention_flash": _attention,
-    "attention_baseline": _attention,
-    # Group norm parallelizes over (sample, group) rows: their number shapes its time as much as the size.
-    "group_norm": lambda s: (s.elements, s.batch * s.groups, s.channels),
-    "layer_norm": lambda s: (s.elements, s.channels),
-    "rms_norm": lambda s: (s.elements, s.channels),
-    "softmax": lambda s: (s.rows, s.cols),
-    # The op (copy, add, silu, gelu, ...) matters beyond its bytes: its arithmetic per element tells them apart.
-    # A layout change (copy) reads with strides, a memcpy streams: same FLOPs and bytes, different time.
-    "elementwise": lambda s: (s.elements, s.inputs + 1, ELEMENTWISE_FLOPS_PER_ELEMENT[s.op] + 1,
-                              2 if s.op == "copy" else 1),
-    "resample": lambda s: (s.input_elements, s.factor, 2 if s.direction == "up" else 1),
-    "embedding": lambda s: (s.tokens, s.dim),
-}
-KINDS = tuple(FEATURES)
-
-# PyTorch runs an fp32 conv on a CPU through oneDNN, except for one small image, which it runs
-# through its own im2col + GEMM: batch 1, no groups, not both of the kernel's last two sides above 3,
-# and at most 20480 elements in the input's first four dims (`use_mkldnn` in ATen's Convolution.cpp,
-# with more than one thread; checked with the profiler on torch 2.13). A conv1d runs as a conv2d of
-# height 1, so that is all its input; a conv3d's [N, C, D, H] leaves out its width. Two libraries
-# with different costs on either side of a line no plane in log shape features follows: a feature of
-# its own, e^2 apart, as for GEMV.
+# PyTorch runs an fp32 conv on a CPU through oneDNN, except for one small image, which it runs through its
+# own im2col + GEMM: batch 1, no groups, not both of the kernel's last two sides above 3, and at most 20480
+# elements in the input's first four dims (`use_mkldnn` in ATen's Convolution.cpp, with more than one
+# thread). A conv1d runs as a conv2d of height 1, so that is all its input; a conv3d's [N, C, D, H] leaves
+# out its width. Two libraries with different costs on either side of a line: a feature of its own.
 NATIVE_CONV_MAX_INPUT_ELEMENTS = 20480
 NATIVE_CONV_FEATURE = math.exp(2.0)
 
@@ -113,28 +84,50 @@ def native_cpu_conv(s) -> bool:
             and s.c_in * prod(s.size[:2]) <= NATIVE_CONV_MAX_INPUT_ELEMENTS)
 
 
-def _cpu_conv(s) -> tuple:
-    return _conv_per_image(s) + (NATIVE_CONV_FEATURE if native_cpu_conv(s) else 1.0,)
+def _conv_per_image(s) -> tuple:
+    # CPU libraries loop over images: the batch is a feature of its own beside the implicit GEMM.
+    return (s.batch,) + _conv(s) + (NATIVE_CONV_FEATURE if native_cpu_conv(s) else 1.0,)
 
 
-def _cpu_temporal_conv3d(s) -> tuple:
-    # oneDNN works a (k, 1, 1) conv3d plane by plane: on the development CPU a 640-channel one ran at
-    # 131 GFLOP/s on 4 frames of 16 x 16 and at 85 GFLOP/s on 16 frames of 8 x 8, the same implicit
-    # GEMM. Frames and plane are features of their own: on 15 shapes off the calibration grid, measured
-    # afterwards, median / p90 error 5.6% / 14.9%, against 8.1% / 30.7% with the conv2d features.
+def _conv3d_per_frame(s) -> tuple:
+    # oneDNN works a (k, 1, 1) conv3d plane by plane: frames and plane size are features of their own.
     return (s.out_size[0], s.batch * prod(s.out_size[1:]), s.c_in // s.groups * prod(s.kernel), s.c_out,
             NATIVE_CONV_FEATURE if native_cpu_conv(s) else 1.0)
 
 
-# Features where a host CPU differs. On the measured H100 a separate batch feature raised conv2d's
-# held-out median error from 5.6% to 7.3-8.6%; on the CPU it lowered it from 9.3% to 7.3%.
-CPU_FEATURES: dict[str, Callable[[object], tuple]] = {"conv2d": _cpu_conv, "conv1d": _cpu_conv,
-                                                      "conv3d": _cpu_temporal_conv3d}
+# Named feature sets: each maps a shape to the positive numbers whose logs place it among its neighbours.
+# A profile names the set each kind was fitted in, so that the same predictor serves every device.
+FEATURE_SETS: dict[str, Callable[[object], tuple]] = {
+    "linear": _linear,
+    "matmul": lambda s: (s.batch, s.m, s.k, s.n),
+    "conv": _conv,
+    "conv-per-image": _conv_per_image,  # CPU libraries: a loop over images, PyTorch's own small-image path
+    "conv3d-per-frame": _conv3d_per_frame,  # CPU libraries: a temporal conv3d plane by plane
+    "attention": _attention,
+    # Group norm parallelizes over (sample, group) rows: their number shapes its time as much as the size.
+    "group_norm": lambda s: (s.elements, s.batch * s.groups, s.channels),
+    "norm": lambda s: (s.elements, s.channels),
+    "softmax": lambda s: (s.rows, s.cols),
+    # The op (copy, add, silu, gelu, ...) matters beyond its bytes: its arithmetic per element tells them
+    # apart; a layout change (copy) reads with strides where a memcpy streams.
+    "elementwise": lambda s: (s.elements, s.inputs + 1, ELEMENTWISE_FLOPS_PER_ELEMENT[s.op] + 1,
+                              2 if s.op == "copy" else 1),
+    "resample": lambda s: (s.input_elements, s.factor, 2 if s.direction == "up" else 1),
+    "embedding": lambda s: (s.tokens, s.dim),
+}
+# The feature set of each kernel kind unless a profile names another.
+DEFAULT_FEATURES: dict[str, str] = {
+    "linear": "linear", "matmul": "matmul", "conv2d": "conv", "conv1d": "conv", "conv3d": "conv",
+    "attention_flash": "attention", "attention_baseline": "attention", "group_norm": "group_norm",
+    "layer_norm": "norm", "rms_norm": "norm", "softmax": "softmax", "elementwise": "elementwise",
+    "resample": "resample", "embedding": "embedding",
+}
+KINDS = tuple(DEFAULT_FEATURES)
 
 
-def log_features(kind: str, shape, cpu: bool = False) -> np.ndarray:
-    features = CPU_FEATURES.get(kind, FEATURES[kind]) if cpu else FEATURES[kind]
-    return np.log(np.asarray(features(shape), dtype=float))
+def log_features(features: str, shape) -> np.ndarray:
+    """The log shape features of a named feature set: the space neighbours are found in."""
+    return np.log(np.asarray(FEATURE_SETS[features](shape), dtype=float))
 
 
 def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
@@ -150,10 +143,7 @@ class Curve:
     streams at `cache_bytes_per_s`, a larger one at `bytes_per_s`, blended around
     the threshold over a width set by `cache_sharpness`. Both are fitted: what
     fits the cache depends on the kernel's passes over its data, not just its
-    bytes. On the development CPU a group norm (two passes over its input, 8
-    bytes per element counted) runs 4x slower per element between 5.2M and
-    10.5M elements, a cliff at ~42 MB of counted bytes against the 32 MiB L3
-    and sharper than a blend of width 4 can follow.
+    bytes, and a cliff can be sharper than a fixed blend follows.
     """
 
     flops_per_s: float
@@ -161,7 +151,7 @@ class Curve:
     overhead_s: float
     cache_bytes: float = 0.0  # 0: a single memory level
     cache_bytes_per_s: float = 0.0
-    cache_sharpness: float = 4.0  # exponent of the blend; profiles written before it was fitted used 4
+    cache_sharpness: float = 4.0  # exponent of the blend
 
     def memory_time(self, nbytes):
         dram = nbytes / self.bytes_per_s
@@ -236,40 +226,39 @@ class KindPredictor:
     """Curve + nearest-neighbour correction for one kind, from measured (shape, seconds) points."""
 
     def __init__(self, kind: str, dtype: str, curve: Curve, shapes: Sequence, seconds: Sequence[float],
-                 cpu: bool = False, pass_seconds: Sequence[Sequence[float]] | None = None):
-        """pass_seconds: each point's pass medians, where it has them: the points are then pooled
-        with their neighbours by how noisy each is (emulator/cost/pooling.py)."""
+                 features: str | None = None, medians: Sequence[float] | None = None):
+        """seconds: the prediction at each measured shape; medians: the measured medians the plane between
+        shapes goes through, where they differ from `seconds` (default: seconds). features: the name of
+        the feature set (FEATURE_SETS) neighbours are found in; the kind's default if None."""
         if not shapes:
             raise ValueError(f"{kind}: no measured points")
-        self.kind, self.dtype, self.curve, self.cpu = kind, dtype, curve, cpu
-        self.x = np.stack([log_features(kind, s, cpu) for s in shapes])  # [N, D]
-        curve_s = np.array([self.curve_time(s) for s in shapes])
-        self.residual = np.log(np.asarray(seconds, float)) - np.log(curve_s)  # [N]
-        # At a measured shape: its entry, pooled with its neighbours where the passes tell how noisy
-        # it is. Between them the plane goes through the entries as measured: it averages its
-        # neighbours already, and pooled ones predicted held-out shapes no better.
-        self.at_points, self.pooling = self.residual, None
-        if pass_seconds is not None and len(shapes) >= 2:  # a lone point has no neighbours to pool with
-            left_out = local_corrections(self.x, self.residual, self.x, leave_out=np.arange(len(shapes)))
-            self.at_points, self.pooling = pool(self.residual, pass_seconds, left_out)
-        self.lo = self.x.min(axis=0) - DOMAIN_MARGIN
-        self.hi = self.x.max(axis=0) + DOMAIN_MARGIN
+        self.kind, self.dtype, self.curve = kind, dtype, curve
+        self.features = features or DEFAULT_FEATURES[kind]
+        self.x = np.stack([log_features(self.features, s) for s in shapes])  # [N, D]
+        log_curve = np.log([self.curve_time(s) for s in shapes])  # [N]
+        self.residual = np.log(np.asarray(seconds if medians is None else medians, float)) - log_curve  # [N]
+        self.at_points = np.log(np.asarray(seconds, float)) - log_curve  # [N]
+        self.lo = self.x.min(axis=0) - DOMAIN_MARGIN  # [D]
+        self.hi = self.x.max(axis=0) + DOMAIN_MARGIN  # [D]
 
     def curve_time(self, shape) -> float:
         """The fitted curve alone: the calibrated roofline, used outside the measured domain."""
         return curve_seconds(self.kind, self.dtype, self.curve, shape)
 
-
     def covers(self, shape) -> bool:
-        x = log_features(self.kind, shape, self.cpu)
+        x = log_features(self.features, shape)
         return bool(np.all(x >= self.lo) and np.all(x <= self.hi))
 
     def predict(self, shape) -> float:
-        return self.curve_time(shape) * math.exp(self.correction(log_features(self.kind, shape, self.cpu)))
+        return self.curve_time(shape) * math.exp(self.correction(log_features(self.features, shape)))
 
     def correction(self, x: np.ndarray) -> float:
-        """Log ratio measured / curve at x: weighted local-linear fit over the nearest measured shapes."""
+        """Log ratio measured / curve at x [D]: weighted local-linear fit over the nearest measured shapes."""
         return float(local_corrections(self.x, self.residual, x[None, :], at_points=self.at_points)[0])
+
+    def left_out_corrections(self) -> np.ndarray:
+        """[N] the neighbours' log correction at each measured point, the point itself left out."""
+        return local_corrections(self.x, self.residual, self.x, leave_out=np.arange(len(self.x)))
 
 
 def local_corrections(xs: np.ndarray, residual: np.ndarray, queries: np.ndarray,
@@ -300,8 +289,9 @@ def local_corrections(xs: np.ndarray, residual: np.ndarray, queries: np.ndarray,
     exact = (residual if at_points is None else at_points)[nearest[:, 0]]
     return np.where(near_d2[:, 0] < 1e-18, exact, estimate)
 
+
 def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[float], device=None,
-                  overhead_s: float | None = None) -> KindPredictor:
+                  overhead_s: float | None = None, features: str | None = None) -> KindPredictor:
     """Fit the curve to the points (rates bounded by `device`'s peaks, if given), then build the predictor."""
     fw = [shape_work(kind, dtype, s) for s in shapes]
     bounds = {}
@@ -309,4 +299,4 @@ def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[flo
         bounds = {"max_flops_per_s": device.peak_flops_per_s(Op("", shapes[0], dtype)),
                   "max_bytes_per_s": device.bytes_per_s, "cache_bytes": device.l2_MB * 1e6}
     curve = fit_curve([w[0] for w in fw], [w[1] for w in fw], seconds, overhead_s=overhead_s, **bounds)
-    return KindPredictor(kind, dtype, curve, shapes, seconds, cpu=device is not None and device.kind == "cpu")
+    return KindPredictor(kind, dtype, curve, shapes, seconds, features)

@@ -1,20 +1,29 @@
 """Profile files (calibrated kernel times of one device) and the Profile cost model.
 
-A profile is versioned JSON:
+A profile is the one thing the emulator reads from calibration. Version 2:
 
-    {"schema": "genai-emulator.profile", "version": 1,
-     "device": "<catalog name: datasheet for the fallback and memory>",
-     "dtype": "fp16", "fingerprint": {...}, "provenance": {"kind": "measured" | "derived", ...},
+    {"schema": "genai-emulator.profile", "version": 2,
+     "device": "<catalog name: datasheet for the fallback and memory>", "dtype": "fp16",
+     "provenance": {"source": "measured" | "derived", "method": "<command>", "date": "...",
+                    "versions": {"torch": ...}, "device_fingerprint": {...}, ...},
      "host": {"s_per_kernel": 1e-05, "s_per_op": 6e-05, "included_in_kernel_times": false},
-     "kinds": {"linear": {"backend": "...", "curve": {...},
-                          "points": [{"shape": {...}, "median_s": ..., "min_s": ..., "spread": ..., ...}]}}}
+     "kinds": {"linear": {"features": "linear", "backend": "...", "curve": {...},
+                          "points": [{"shape": {...}, "seconds": ..., "median_s": ...}]}},
+     "skipped": [...]}
 
-`load_profile` refuses a wrong schema, version or a corrupted file with one
-line naming the file and the problem. `Profile` predicts every op it covers
-(kind measured, same element width, shape inside the calibrated domain); for
-the rest it falls back to a roofline, counted: the kind's fitted curve (the
-roofline with the attained rates and launch overhead) for a measured kind of
-the same element width, else the device's datasheet roofline.
+Each point's seconds are final: noise handling (medians over passes, drift,
+pooling with neighbours) happened when the profile was written, and the raw
+passes live beside it in a sidecar file that only `calibration report` reads.
+A point's optional `median_s` is its median over passes as measured, where
+pooling moved `seconds` from it: interpolation between shapes goes through
+the medians (emulator/cost/predictor.py).
+`features` names the shape-feature set (emulator/cost/predictor.py) the kind
+was fitted in. `load_profile` refuses a wrong schema, an old version or a
+corrupted file with one line naming the file and the problem. `Profile`
+predicts every op it covers (kind measured, same element width, shape inside
+the calibrated domain); for the rest it falls back to a roofline, counted: the
+kind's fitted curve for a measured kind of the same element width, else the
+device's datasheet roofline.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, kernel_kind
-from emulator.cost.predictor import KINDS, Curve, KindPredictor
+from emulator.cost.predictor import FEATURE_SETS, KINDS, Curve, KindPredictor
 from emulator.cost.roofline import Roofline
 from emulator.devices import device
 from emulator.errors import UserError
@@ -33,7 +42,7 @@ from emulator.ops import DTYPE_BYTES, Op
 from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax
 
 SCHEMA = "genai-emulator.profile"
-VERSION = 1
+VERSION = 2
 SHAPE_TYPES = {
     "linear": Linear, "matmul": Matmul, "conv2d": Conv, "conv1d": Conv, "conv3d": Conv,
     "attention_flash": Attention, "attention_baseline": Attention,
@@ -41,7 +50,8 @@ SHAPE_TYPES = {
     "softmax": Softmax, "elementwise": Elementwise, "resample": Resample, "embedding": Embedding,
 }
 TUPLE_FIELDS = ("size", "kernel")
-POINT_KEYS = ("shape", "median_s")
+POINT_KEYS = ("shape", "seconds")
+SOURCES = ("measured", "derived")
 
 
 def shape_to_json(shape) -> dict:
@@ -72,37 +82,47 @@ def check_profile(data, where: str) -> None:
 
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         fail(f"not a profile file (expected schema {SCHEMA!r})")
+    if data.get("version") == 1:
+        fail(f"profile version 1 is no longer read; convert it with `python -m calibration convert {where}`")
     if data.get("version") != VERSION:
         fail(f"profile version {data.get('version')!r} is not supported (this emulator reads version {VERSION})")
-    for key in ("device", "dtype", "fingerprint", "provenance", "host", "kinds"):
+    for key in ("device", "dtype", "provenance", "host", "kinds"):
         if key not in data:
             fail(f"missing key {key!r}")
     if data["dtype"] not in DTYPE_BYTES:
         fail(f"dtype {data['dtype']!r} is not one of {', '.join(DTYPE_BYTES)}")
-    if data["provenance"].get("kind") not in ("measured", "derived"):
-        fail("provenance.kind must be 'measured' or 'derived'")
+    if not isinstance(data["provenance"], dict) or data["provenance"].get("source") not in SOURCES:
+        fail(f"provenance.source must be one of {', '.join(SOURCES)}")
     host = data["host"]
-    if not isinstance(host.get("s_per_kernel"), (int, float)) or host["s_per_kernel"] < 0:
-        fail("host.s_per_kernel must be a non-negative number")
+    for key in ("s_per_kernel", "s_per_op"):
+        if not isinstance(host.get(key), (int, float)) or host[key] < 0:
+            fail(f"host.{key} must be a non-negative number")
     for kind, entry in data["kinds"].items():
-        if kind not in KINDS:
-            fail(f"unknown kernel kind {kind!r}")
+        check_kind(kind, entry, fail)
+
+
+def check_kind(kind: str, entry, fail) -> None:
+    if kind not in KINDS:
+        fail(f"unknown kernel kind {kind!r}")
+    if not isinstance(entry, dict) or entry.get("features") not in FEATURE_SETS:
+        fail(f"kinds.{kind}.features must name one of the feature sets {', '.join(FEATURE_SETS)}")
+    try:
+        Curve(**entry["curve"])
+    except (KeyError, TypeError):
+        fail(f"kinds.{kind}.curve must hold flops_per_s, bytes_per_s, overhead_s")
+    points = entry.get("points")
+    if not isinstance(points, list) or not points:
+        fail(f"kinds.{kind}.points must be a non-empty list")
+    for i, p in enumerate(points):
+        if not isinstance(p, dict) or any(k not in p for k in POINT_KEYS):
+            fail(f"kinds.{kind}.points[{i}] lacks one of {POINT_KEYS}")
+        for key in ("seconds", "median_s"):
+            if key in p and (not isinstance(p[key], (int, float)) or not p[key] > 0):
+                fail(f"kinds.{kind}.points[{i}].{key} must be a positive number")
         try:
-            Curve(**entry["curve"])
-        except (KeyError, TypeError):
-            fail(f"kinds.{kind}.curve must hold flops_per_s, bytes_per_s, overhead_s")
-        points = entry.get("points")
-        if not isinstance(points, list) or not points:
-            fail(f"kinds.{kind}.points must be a non-empty list")
-        for i, p in enumerate(points):
-            if not isinstance(p, dict) or any(k not in p for k in POINT_KEYS):
-                fail(f"kinds.{kind}.points[{i}] lacks one of {POINT_KEYS}")
-            if not isinstance(p["median_s"], (int, float)) or not p["median_s"] > 0:
-                fail(f"kinds.{kind}.points[{i}].median_s must be a positive number")
-            try:
-                shape_from_json(kind, p["shape"])
-            except (TypeError, ValueError) as e:
-                fail(f"kinds.{kind}.points[{i}].shape is not a valid {kind} shape ({e})")
+            shape_from_json(kind, p["shape"])
+        except (TypeError, ValueError) as e:
+            fail(f"kinds.{kind}.points[{i}].shape is not a valid {kind} shape ({e})")
 
 
 def shipped_profile(name: str) -> Path | None:
@@ -111,12 +131,12 @@ def shipped_profile(name: str) -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
-def pass_medians(entry: dict) -> list[list[float]] | None:
-    """A kind's points' pass medians, where every point has them (profiles of `calibration run`)."""
-    points = entry["points"]
-    if not all("pass_medians_s" in p for p in points):
-        return None
-    return [p["pass_medians_s"] for p in points]
+def predictor_of(kind: str, dtype: str, entry: dict) -> KindPredictor:
+    """A kind's predictor from its profile entry: its curve, points and feature set, as written."""
+    shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
+    seconds = [p["seconds"] for p in entry["points"]]
+    medians = [p.get("median_s", p["seconds"]) for p in entry["points"]]
+    return KindPredictor(kind, dtype, Curve(**entry["curve"]), shapes, seconds, entry["features"], medians)
 
 
 class Profile:
@@ -134,13 +154,9 @@ class Profile:
         host = data["host"]
         included = host.get("included_in_kernel_times", False)
         self.host_s_per_kernel = 0.0 if included else float(host["s_per_kernel"])
-        self.host_s_per_op = 0.0 if included else float(host.get("s_per_op", host["s_per_kernel"]))
-        self.predictors: dict[str, KindPredictor] = {}
-        for kind, entry in data["kinds"].items():
-            shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
-            seconds = [p["median_s"] for p in entry["points"]]
-            self.predictors[kind] = KindPredictor(kind, self.dtype, Curve(**entry["curve"]), shapes, seconds,
-                                                  cpu=self.device.kind == "cpu", pass_seconds=pass_medians(entry))
+        self.host_s_per_op = 0.0 if included else float(host["s_per_op"])
+        self.predictors: dict[str, KindPredictor] = {
+            kind: predictor_of(kind, self.dtype, entry) for kind, entry in data["kinds"].items()}
         self._memo: dict = {}
 
     @classmethod

@@ -10,40 +10,17 @@ the speed the reference had at the start of the run:
     sample * (ref_c_start / ref_c_now)^w,   ref_c_now the batch's two references' geometric mean
 
 w is the share of compute in the kernel's roofline time on the catalog device.
-On the development machine, interleaving the compute reference cut the spread
-of repeated measurements of a linear kernel from 24% to 4% (coefficient of
-variation), of a conv from 23% to 7%, of flash attention from 18% to 6%; with
-one reference per batch of samples instead of per sample, a later check gave
-3%, 4% and 1%. Over 142 repeats in 2.5 minutes the times of compute-bound
-kernels followed the reference with an elasticity of 0.74-1.01 (correlation
-0.90-0.94).
-
-A second reference, a one-row linear streaming 67 MB of weights from memory
-(~4 ms, far larger than the 32 MB last-level cache), tracks the machine's memory
-speed for the kernels that follow it: linears, whose memory part is reading a
-weight matrix the same way. Their batches are rescaled by it as well:
+A second reference, a one-row linear streaming 67 MB of weights (far larger
+than the last-level cache), tracks the memory speed for the kernels that
+follow it: linears, whose memory part reads a weight matrix the same way.
 
     sample * (ref_c_start / ref_c_now)^w * (ref_s_start / ref_s_now)^v,   v = 1 - w for a linear, else 0
 
-Over 3 minutes on the development VM (480 rounds), a one-row linear with an
-11008x4096 weight followed the reference with correlation 0.71 (elasticity 0.62)
-where it followed the compute reference with 0.27; over 938 steps of a 2-layer
-LLaMA decode, 0.87 (elasticity 0.79), and dividing by the reference halved the
-steps' log spread, 0.126 to 0.063. Other memory-bound kernels do not follow it:
-a 64 MB add 0.35, a big group norm 0.21, a 24 MB SiLU 0.24; nor a 64 MB copy,
-which the calibration first rescaled every memory-bound kernel by (0.07-0.27):
-that added the copy's own 11-12% noise to them, and the copy read 5-20% slower
-right after a kernel than in a loop of its own. Those kernels are left alone.
-
-These exponents are a rule, applied while measuring, and some days the kernels
-follow the references much less than it says. Over 4 minutes of 2026-11-26
-(872 rounds), a 128x4096x4096 linear (w 0.91) followed the compute reference
-with elasticity 0.36 (correlation 0.44) and the weight-stream one with 0.62
-(0.54); a 320-channel 3x3 conv on 32x32, 0.25 and 0.39; a 768^3 matmul followed
-the 384^3 one better than either (0.54 and 0.44). So each entry records the
-references' median drifts beside its time, and the profile restates each
-pass's deviation from its kernel's mean with exponents fitted per kind from the
-run's passes (calibration/elasticity.py, `fluctuation`).
+Other memory-bound kernels follow neither reference well and are left alone.
+Each logged entry keeps the references' median drifts and baselines, so the
+profile can state every entry at the references' median speeds over the run
+(`typical_speeds`, `at_speeds`). The measurements behind these choices are in
+docs/notes/.
 """
 
 from __future__ import annotations
@@ -53,7 +30,7 @@ import statistics
 import time
 
 from emulator.cost.kernels import attention_of_kind, work
-from emulator.devices import Device
+from emulator.devices import Device, device
 from emulator.ops import Op
 
 
@@ -81,9 +58,8 @@ class DriftReference:
     def compute_warm(self) -> float:
         """One timed run after an untimed one, so the time does not depend on what ran before.
 
-        Run cold, right after a kernel that evicted its 1.7 MB of operands, the reference took
-        1.11 ms against 0.83-0.90 ms warm on the development CPU: a sample rescaled by the cold
-        time came out 20-25% fast for kernels with big working sets, not for small ones.
+        Run cold, right after a kernel that evicted its operands, the reference reads slow, and
+        kernels with big working sets would come out fast.
         """
         self.a @ self.b
         return self.compute_once()
@@ -101,24 +77,24 @@ class DriftReference:
 class DriftCorrectedCpuClock:
     """perf_counter around each run, a batch of samples rescaled by the references around it.
 
-    The kernel runs once untimed after the reference and then back to back. Timed right after the
-    reference, as it was first, a small kernel paid for the reference's eviction of its operands and
-    of the dispatch path: on the development CPU a 320-element layer norm took 36-39 us against 8-9 us
-    back to back, a 128-element add 14-17 us against 4 us, a 32768-element group norm 54-65 us
-    against 22-25 us, and the penalty varied 2-3x from pass to pass.
+    The kernel runs once untimed after the reference and then back to back: timed right after the
+    reference, a small kernel would pay for the reference's eviction of its operands and of the
+    dispatch path.
     """
 
     name = "perf_counter, drift-corrected"
 
     def __init__(self, reference: DriftReference, baseline_s: float | None = None,
-                 stream_baseline_s: float | None = None, rescale: bool = True):
+                 stream_baseline_s: float | None = None, rescale: bool = True, catalog: Device | None = None):
         """baseline_s, stream_baseline_s: the speeds to rescale to (a profile's); by default the references' now.
 
         A profile measured before the weight-stream reference existed has no stream baseline: pass
         baseline_s alone and no sample is rescaled by that reference. With rescale False the references
         are read around every batch all the same and the samples come back as measured: a kernel timed
-        in the calibration's conditions (calibration/sentinels.py).
+        in the calibration's conditions (calibration/cpu/sentinels.py). catalog: the device whose roofline
+        sets each kernel's shares (the CPU entry of the catalog).
         """
+        self.catalog = catalog or device("cpu")
         self.reference = reference
         if baseline_s is None:
             for _ in range(20):
@@ -132,6 +108,21 @@ class DriftCorrectedCpuClock:
         self.rescale = rescale
         self.ratios: list[float] = []  # compute reference now / at start, per batch of samples
         self.stream_ratios: list[float] = []  # the same for the weight-stream reference, where it is read
+
+    def start(self, kind: str, shape, dtype: str) -> None:
+        """Before a kernel: its shares of the two references, and fresh readings."""
+        self.compute_share = compute_share(kind, shape, dtype, self.catalog)
+        self.stream_share = stream_share(kind, shape, dtype, self.catalog)
+        self.ratios.clear()
+        self.stream_ratios.clear()
+
+    def readings(self) -> dict:
+        """After a kernel: the references' median drifts and the baselines they are against, for the log."""
+        out = {"compute_drift": statistics.median(self.ratios), "compute_share": self.compute_share,
+               "compute_reference_s": self.baseline_s, "stream_reference_s": self.stream_baseline_s}
+        if self.stream_ratios:
+            out.update(stream_drift=statistics.median(self.stream_ratios), stream_share=self.stream_share)
+        return out
 
     def samples(self, run, first: int, n: int) -> list[float]:
         streams = self.stream_baseline_s is not None and self.stream_share >= MIN_STREAM_SHARE
@@ -170,13 +161,10 @@ def stream_share(kind: str, shape, dtype: str, device: Device) -> float:
 def typical_speeds(entries: list[dict]) -> dict:
     """The references' median readings over a calibration run: the speeds its profile is stated at.
 
-    A clock rescales to the readings at its start (a median of 50 there), which on a shared machine may
-    be a slow or a fast moment: a development-VM run of 2026-11-26 started at 1.37 ms for the compute
-    reference, its batches read a median of about 0.95 ms, and stated at the start's speed its profile
-    put the SD UNet at 256x256 at 2.72 s where the model ran in 1.97 s. Validation takes a model's time
-    to whatever speeds the profile states, so its errors do not depend on the choice; a profile used
-    to ask what this machine would do should state its typical speed. Each entry records its clock's
-    baseline and its median drift against it, so a run resumed under a new clock comes to one speed too.
+    A clock rescales to the readings at its start, which on a shared machine may be a slow or a fast
+    moment; a profile used to ask what this machine would do should state its typical speed. Each
+    entry records its clock's baseline and its median drift against it, so a run resumed under a new
+    clock comes to one speed too.
     """
     compute = [e["compute_drift"] * e["compute_reference_s"] for e in entries if "compute_drift" in e]
     stream = [e["stream_drift"] * e["stream_reference_s"] for e in entries if "stream_drift" in e]
@@ -193,27 +181,4 @@ def at_speeds(entry: dict, speeds: dict) -> float:
     factor = (speeds["compute_s"] / entry["compute_reference_s"]) ** entry["compute_share"]
     if "stream_drift" in entry and "weight_stream_s" in speeds:
         factor *= (speeds["weight_stream_s"] / entry["stream_reference_s"]) ** entry["stream_share"]
-    return factor
-
-
-def readings(entry: dict) -> tuple[float, float]:
-    """The entry's absolute (compute, weight-stream) reference readings: its median drifts times its baselines."""
-    stream = entry["stream_drift"] * entry["stream_reference_s"] if "stream_drift" in entry else 1.0
-    return entry["compute_drift"] * entry["compute_reference_s"], stream
-
-
-def fluctuation(entry: dict, level: tuple[float, float], exponents: tuple[float, float]) -> float:
-    """The factor that swaps the rule's exponents (w, v) for fitted ones on an entry's readings' deviation from
-    `level` (its kernel's readings' geometric means over its passes).
-
-    A pass's time at the profile's speeds is raw * (speed / reading)^w by the rule. The fitted exponents
-    (calibration/elasticity.py) come from each kernel's passes against its own mean, so they describe
-    how its time follows the references' fluctuations about that mean, not how its mean reading relates
-    to the run's median (which also depends on what ran before the reference). So the level keeps the
-    rule and the fluctuation takes the fit: raw * (speed / level)^w * (level / reading)^e.
-    """
-    compute, stream = readings(entry)
-    factor = (level[0] / compute) ** (exponents[0] - entry["compute_share"])
-    if "stream_drift" in entry:
-        factor *= (level[1] / stream) ** (exponents[1] - entry["stream_share"])
     return factor

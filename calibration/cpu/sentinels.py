@@ -5,50 +5,22 @@ timed now cannot be held against a profile measured an hour ago as is. Its
 time is taken to the profile's speed by the speed of sentinel kernels: for
 every kernel kind with at least 2% of the graph's predicted time, its 5
 heaviest kernels (count times predicted time) each get the profile point
-nearest to it in the predictor's space of log shape features
-(emulator/cost/predictor.py), among the points of at least 0.5 ms and of
-shapes the graph does not contain, so that the profile's entries for the model
-itself are still what the validation tests. Each sentinel is timed as `calibration run`
-timed it (`DriftCorrectedCpuClock`: the references read around every batch of
-samples, one untimed run after them) but not rescaled; the level is the
-weighted geometric mean of now / profile (the profile's time of a point being
-its entry pooled with its neighbours, emulator/cost/pooling.py, as the model's
-own entries are), each sentinel weighing the predicted
-time of the graph kernel it stands for, scaled so that a kind's sentinels
-together weigh the kind's share:
+nearest to it in the predictor's space of log shape features, among the points
+of at least 0.5 ms and of shapes the graph does not contain, so that the
+profile's entries for the model itself are still what the validation tests.
+Each sentinel is timed as `calibration run` timed it (the drift references
+read around every batch of samples, one untimed run after them) but not
+rescaled; the level is the weighted geometric mean of now / profile, each
+sentinel weighing the predicted time of the graph kernel it stands for, scaled
+so that a kind's sentinels together weigh the kind's share:
 
     level = exp(sum_i weight_i * log(now_s_i / profile_s_i)),   sum_i weight_i = 1
 
 The model's calls alternate with readings, and each call's time is divided by
 the geometric mean of the readings before and after it; the case's time is the
-median over calls.
-
-Why not the compute reference alone, as the calibration clock does: over 50
-calls of the SD UNet at 256x256 (2026-11-26, development VM) the call time
-followed the 384^3 reference matmul with elasticity 0.46 (correlation 0.64),
-leaving 8% of log spread unexplained, where in three interleaved cycles the
-sum of its kernels timed alone stayed 1.05-1.08x under the call while both
-moved 9%. Timed with a plain clock (no references around the batches) the
-same sentinels read 12% faster than with the calibration's one, the
-references' eviction of the caches being part of how the profile was measured.
-Chosen by roofline compute share alone, the first rule, the LLaMA prefill's
-sentinels were 1-2 ms linears with weights of under 2 MB, nothing like its own
-44-139 ms linears streaming 67-180 MB. In four interleaved readings each, those
-read 0.87-0.99x its own linears' now/profile and the nearest neighbours
-0.88-0.94x: the prefill's own entries are some 8% fast against the points
-around them, which no choice of sentinels removes.
-
-Why no upper bound on a sentinel's time (there was one, 60 ms, to read
-quickly): the machine's speed against the profile's is not one number for a
-kind. In four interleaved cycles over the 43 linears of the CPU profile with
-at least 16 rows and 15-250 ms (2026-11-26, development VM), each one's
-now / profile about its cycle's median ranged from -21% (1024-row products
-with 4-14 MB weights) to +18-21% (weights of 84-268 MB), standard error 5%
-each; the deviation followed log weight bytes with correlation 0.52. What
-reads a kernel's speed is a kernel of its balance of memory to arithmetic, and
-the cap kept out the nearest neighbours of every linear over 60 ms: for the
-LLaMA prefill's 46-142 ms products with 67-180 MB weights it took 20-28 ms
-ones with 21-67 MB.
+median over calls. A sentinel's time has no upper bound: what reads a kernel's
+speed is a kernel of its own balance of memory to arithmetic, often as heavy.
+Why sentinels and not the compute reference alone: docs/notes/.
 """
 
 from __future__ import annotations
@@ -87,7 +59,6 @@ def choose(graph, cost) -> list[Sentinel]:
     from emulator.cost.predictor import log_features
     from emulator.cost.profile import shape_from_json
 
-    cpu = cost.device.kind == "cpu"
     kernel_s: dict[tuple, float] = defaultdict(float)  # (kind, shape) -> seconds over all its uses
     for op in graph.ops:
         kernel_s[(kernel_kind(op, cost.attention), op.shape)] += cost.op_time(op)
@@ -100,7 +71,6 @@ def choose(graph, cost) -> list[Sentinel]:
     for kind, seconds in kind_s.items():
         if seconds < MIN_KIND_SHARE * total or kind not in points:
             continue
-        # The profile's time of a point is its entry pooled with its neighbours (emulator/cost/pooling.py).
         predictor = cost.predictors[kind]
         candidates = [(shape, predictor.predict(shape))
                       for shape in (shape_from_json(kind, p["shape"]) for p in points[kind]["points"])]
@@ -108,14 +78,14 @@ def choose(graph, cost) -> list[Sentinel]:
         candidates = [(shape, t) for shape, t in candidates if (kind, shape) not in kernel_s]
         if not candidates:
             continue
-        features = np.array([log_features(kind, shape, cpu) for shape, _ in candidates])
+        features = np.array([log_features(predictor.features, shape) for shape, _ in candidates])
         heaviest = sorted(((t, shape) for (k, shape), t in kernel_s.items() if k == kind),
                           key=lambda ts: -ts[0])
         taken: set[int] = set()
         for graph_s, shape in heaviest:
             if len(taken) == min(PER_KIND, len(candidates)):
                 break
-            distance = np.linalg.norm(features - log_features(kind, shape, cpu), axis=1)
+            distance = np.linalg.norm(features - log_features(predictor.features, shape), axis=1)
             distance[list(taken)] = np.inf
             nearest = int(np.argmin(distance))
             taken.add(nearest)
@@ -137,9 +107,9 @@ class SentinelLevel:
 
     def __init__(self, sentinels: list[Sentinel], dtype: str, device, budget_s: float = 0.08):
         """device: the profile's catalog Device (its cache size and roofline, as the calibration used them)."""
-        from calibration.drift import DriftCorrectedCpuClock, DriftReference, stream_share
+        from calibration.cpu.drift import DriftCorrectedCpuClock, DriftReference, stream_share
         from calibration.kernels import make_runner
-        from calibration.run import buffer_sets, footprint_bytes
+        from calibration.plan import buffer_sets, footprint_bytes
 
         self.sentinels = sentinels
         self.runners = [make_runner(s.kind, s.shape, dtype, "cpu",
@@ -184,3 +154,16 @@ def describe(sentinels: list[Sentinel], timing: ModelTiming) -> str:
     kinds = ", ".join(f"{kind} {n}" for kind, n in per_kind.items())
     return (f"to the profile's speed by {len(sentinels)} sentinel kernels ({kinds}); now/profile "
             f"{statistics.median(timing.levels):.2f} ({min(timing.levels):.2f}-{max(timing.levels):.2f})")
+
+
+class SentinelTimer:
+    """A model's calls timed at the profile's speed by sentinels chosen once (calibration validate)."""
+
+    def __init__(self, sentinels: list[Sentinel], cost):
+        self.sentinels = sentinels
+        self.level = SentinelLevel(sentinels, cost.dtype, cost.device)
+
+    def time(self, fn) -> dict:
+        timing = time_at_profile_speed(fn, self.level)
+        return {"measured_s": timing.normalized_s, "measured_raw_s": timing.raw_s,
+                "normalized": describe(self.sentinels, timing)}

@@ -1,32 +1,21 @@
 """A measured kernel's time pooled with its neighbours', each weighed by how far it can be trusted.
 
-On a shared CPU one calibration pass of a kernel wanders by 7-25% (log
-standard deviation of pass medians about their kernel's mean, per kind), about
-as far as the plane through its neighbours misses it. A profile entry that
-is the median of two passes is then no better an estimate of the kernel's time
-than its neighbours are, and the best estimate takes both, by inverse
-variance. For each kind whose points carry pass medians:
+Where a machine's speed wanders between passes, one pass of a kernel can miss
+its true time about as far as the plane through its neighbours misses it, and
+the best estimate of the kernel's time takes both, by inverse variance. For
+each kind whose kernels were measured in several passes:
 
     pass variance      s_p^2 = sum_i sum_j (log t_ij - mean_i)^2 / sum_i (n_i - 1)
     interpolation      l_i   = the local plane at point i through the other points (leave one out)
     its variance       s_l^2 = max(mean_i (r_i - l_i)^2 - s_p^2 * mean_i (1 / n_i), FLOOR_VARIANCE)
     pooled residual    r_i  <- w_i r_i + (1 - w_i) l_i,   w_i = s_l^2 / (s_l^2 + s_p^2 / n_i)
 
-r_i is the log ratio of point i's median over its n_i passes to the curve.
-Only a measured shape's own prediction is pooled: between points the plane
-goes through the entries as measured (emulator/cost/predictor.py).
-
-The test is `python -m calibration report`: it takes every multi-pass kernel's
-first pass, as measured and pooled at the weight one pass gets, and holds it
-against the median of the kernel's other passes. On the development VM's CPU
-profile (2026-11-26, 1,061 kernels) the pooled pass missed by 5.2% / 17.0%
-(median / p90 over all kinds) against 6.6% / 24.4% as measured; linear
-4.4% / 10.8% against 6.4% / 15.0%, group norm 6.1% / 17.1% against
-11.6% / 43.4%. Pooled, conv3d's median went from 4.8% to 7.8% and
-elementwise's from 9.9% to 11.5%, their p90 down. (The variances come from
-the whole profile, the kernel's other passes included: a small leak.)
-Profiles of one pass per kernel (the GPU ones) have no pass variance and are
-used as measured.
+r_i is the log ratio of point i's median over its n_i passes to the kind's
+fitted curve. The pooled residuals become the profile's seconds when the
+profile is written; the emulator reads them as they are. Kinds measured in one
+pass per kernel (a GPU's, whose clock holds steady) have no pass variance and
+keep their medians. `python -m calibration report` tests the pooling on the
+raw passes kept beside the profile.
 """
 
 from __future__ import annotations
@@ -75,3 +64,16 @@ def pool(residual: np.ndarray, pass_seconds: Sequence[Sequence[float]],
     s_l2 = max(float(np.mean((residual - left_out) ** 2)) - s_p2 * float(np.mean(1.0 / n)), FLOOR_VARIANCE)
     w = s_l2 / (s_l2 + s_p2 / n)
     return w * residual + (1.0 - w) * left_out, Pooling(float(np.sqrt(s_p2)), float(np.sqrt(s_l2)), w, left_out)
+
+
+def pooled_seconds(predictor, medians: Sequence[float],
+                   pass_seconds: Sequence[Sequence[float]]) -> tuple[list[float], Pooling | None]:
+    """A kind's points' seconds pooled with their neighbours, and how (None: kept as measured).
+
+    predictor: the kind's KindPredictor fitted to `medians` [N]; pass_seconds: each point's pass medians.
+    """
+    residual = predictor.residual  # [N] log(median / curve)
+    if len(residual) < 2:  # a lone point has no neighbours to pool with
+        return list(medians), None
+    pooled, pooling = pool(residual, pass_seconds, predictor.left_out_corrections())
+    return [float(m * np.exp(p - r)) for m, p, r in zip(medians, pooled, residual)], pooling
