@@ -13,6 +13,10 @@ so a step's time is set by whichever side is the bottleneck, and where. At
 small batch the device idles waiting for the host (`host_idle_s`). On a CPU the
 same thread runs the kernels: the call takes the sum of kernel times plus
 dispatch, with no overlap.
+
+A decode step differs from the graph's first call only in the ops that read
+the growing KV caches; `GraphCoster` re-costs just those (`grown`), and is the
+one place that does, for `stage_time` and the engine alike.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from emulator.cost.kernels import kernel_count
 from emulator.cost.model import CostModel
 from emulator.cost.roofline import Roofline
 from emulator.graph import OpGraph
-from emulator.ops import CATEGORIES
+from emulator.ops import CATEGORIES, Op
 
 
 @dataclass
@@ -66,28 +70,51 @@ class GraphCoster:
         self.fallback = np.array([self.is_fallback(op) for op in graph.ops], dtype=bool)
         self.kv_index = np.array([graph.index[op.name] for op in graph.kv_cache_ops], dtype=int)
 
-    def is_fallback(self, op) -> bool:
+    def is_fallback(self, op: Op) -> bool:
         """Whether the model costs the op outside its calibrated domain."""
         return self.counts_fallbacks and not self.model.covers(op)
 
+    def grown(self, kv_advance: int) -> list[tuple[int, Op]]:
+        """The ops that read a KV cache, with caches `kv_advance` positions longer: (index in graph, op)."""
+        if not kv_advance:
+            return []
+        grown = []
+        for i in self.kv_index:
+            op = self.graph.ops[i]
+            grown.append((i, type(op)(op.name, op.shape.advanced(kv_advance), op.dtype)))
+        return grown
+
+    def kernel_times(self, grown: Sequence[tuple[int, Op]]) -> np.ndarray:
+        """Kernel seconds per op [ops] of the call in which the `grown` ops replace the graph's."""
+        if not grown:
+            return self.kernel_s
+        d = self.kernel_s.copy()
+        for i, op in grown:
+            d[i] = self.model.op_time(op)
+        return d
+
+    def fallbacks(self, grown: Sequence[tuple[int, Op]]) -> np.ndarray:
+        """Per op [ops], whether it is costed outside the model's domain, with the `grown` ops replaced."""
+        if not grown:
+            return self.fallback
+        fallback = self.fallback.copy()
+        for i, op in grown:
+            fallback[i] = self.is_fallback(op)
+        return fallback
+
     def call(self, kv_advance: int = 0) -> CallTime:
         """The call whose KV caches are `kv_advance` positions longer than the graph's."""
-        d = self.kernel_s
-        fallback = self.fallback
-        if kv_advance and len(self.kv_index):
-            d = d.copy()
-            fallback = fallback.copy()
-            for i in self.kv_index:
-                op = self.graph.ops[i]
-                grown = type(op)(op.name, op.shape.advanced(kv_advance), op.dtype)
-                d[i] = self.model.op_time(grown)
-                fallback[i] = self.is_fallback(grown)
+        return self.call_with(self.grown(kv_advance))
+
+    def call_with(self, grown: Sequence[tuple[int, Op]]) -> CallTime:
+        """The call in which the `grown` ops (see `grown`) replace the graph's."""
+        d = self.kernel_times(grown)
         per_category = np.bincount(self.category, weights=d, minlength=len(CATEGORIES))
         return CallTime(
             seconds=finish_time(d, self.dispatched, self.synchronous),
             device_s=float(d.sum()),
             by_category_s={c: float(s) for c, s in zip(CATEGORIES, per_category) if s > 0},
-            fallback_ops=int(fallback.sum()),
+            fallback_ops=int(self.fallbacks(grown).sum()),
         )
 
 

@@ -4,9 +4,10 @@ The engine asks for the same few (stage, batch, call) triples millions of
 times, so everything is memoized: a `StageAtBatch` holds the graph's per-op
 arrays once (kernel seconds, host dispatch times, FLOPs and bytes under the
 attention implementation), and a decode call re-costs only the ops that read
-the growing KV cache. Times come from the cost model through the host/device
-timeline of `emulator.cost.timeline`, so a batch step here is exactly the call
-time `describe` reports.
+the growing KV cache, as the timeline's `GraphCoster.grown` gives them. Times
+come from the cost model through the host/device timeline of
+`emulator.cost.timeline`, so a batch step here is exactly the call time
+`describe` reports.
 """
 
 from __future__ import annotations
@@ -55,16 +56,13 @@ class StageAtBatch:
     def step(self, call: int) -> StepCost:
         key = call if self.stage.kv_growth else 0
         if key not in self.calls:
-            t = self.coster.call(self._kv_advance(key))
+            grown = self.coster.grown(self._kv_advance(key))
+            t = self.coster.call_with(grown)
             flops, moved = float(self.flops.sum()), float(self.bytes.sum())
-            if key:
-                graph = self.coster.graph
-                for i in self.coster.kv_index:
-                    op = graph.ops[i]
-                    grown = type(op)(op.name, op.shape.advanced(self._kv_advance(key)), op.dtype)
-                    f, b = work(grown, self.attention)
-                    flops += f - self.flops[i]
-                    moved += b - self.bytes[i]
+            for i, op in grown:  # the work of the ops whose KV caches grew
+                f, b = work(op, self.attention)
+                flops += f - self.flops[i]
+                moved += b - self.bytes[i]
             self.calls[key] = StepCost(t.seconds, t.device_s, flops, moved, t.fallback_ops)
         return self.calls[key]
 
@@ -72,14 +70,7 @@ class StageAtBatch:
         """The call's kernels grouped by character, in alone time, for the concurrency model."""
         key = call if self.stage.kv_growth else 0
         if key not in self._segments:
-            kernel_s = self.coster.kernel_s
-            if key:
-                kernel_s = kernel_s.copy()
-                graph = self.coster.graph
-                for i in self.coster.kv_index:
-                    op = graph.ops[i]
-                    kernel_s[i] = self.model.op_time(type(op)(op.name, op.shape.advanced(self._kv_advance(key)),
-                                                              op.dtype))
+            kernel_s = self.coster.kernel_times(self.coster.grown(self._kv_advance(key)))
             dev = self.model.device
             ops = self.coster.graph.ops
             compute_s, memory_s = demands(self.flops, self.bytes, ops, dev)
