@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 # in all their pages, the other eight none. Of the last four, at most one may.
 CHILD = textwrap.dedent("""
     import sys, torch
-    from calibration.allocator import apply
+    from calibration.cpu.allocator import apply
     from calibration.validate import page_faults
     state = apply(sys.argv[1])
     faults = [page_faults(lambda: torch.ones(16 * 1024 * 1024)) for _ in range(10)]
@@ -47,7 +47,7 @@ def test_kept_freed_memory_serves_the_next_big_tensor_without_faults():
 
 
 def test_an_unknown_state_is_refused():
-    from calibration.allocator import apply
+    from calibration.cpu.allocator import apply
 
     with pytest.raises(ValueError, match="choose from reuse, default"):
         apply("jemalloc")
