@@ -17,7 +17,7 @@ from pathlib import Path
 
 from calibration.fingerprint import catalog_name, fingerprint, provenance_fields
 from calibration.grid import grid, spec_key, validation_specs, workload_specs
-from calibration.measure import PartialLog, measure_kernel, measure_passes
+from calibration.measure import PartialLog, job_key, measure_kernel, measure_passes
 from calibration.plan import estimated_seconds, plan
 from calibration.reduce import reduce
 from calibration.setups import setup_for
@@ -48,7 +48,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
     def measure_one(p, kernel):
         entry = measure_kernel(p, kernel, dtype, setup, clock, limits, catalog.l2_MB * 1e6)
         log.append(entry)
-        done[f"{p}|{spec_key(kernel.kind, kernel.shape)}"] = entry
+        done[job_key(p, kernel.kind, kernel.shape)] = entry
 
     log.open(done, lambda: {**setup.host_times(), **state})
     try:
@@ -63,7 +63,7 @@ def run(device: str, dtype: str, quick: bool, workload_names: list[str], out: Pa
 
 
 def announce(device, fp, name, dtype, todo, passes, max_passes, done, skipped, limits, catalog) -> None:
-    remaining = [k for p in range(passes) for k in todo if f"{p}|{spec_key(k.kind, k.shape)}" not in done]
+    remaining = [k for p in range(passes) for k in todo if job_key(p, k.kind, k.shape) not in done]
     estimate = estimated_seconds(remaining, dtype, limits, catalog.l2_MB * 1e6)
     extra = (f", then up to {max_passes - passes} extra pass(es) over kernels whose passes disagree"
              if max_passes > passes else "")
