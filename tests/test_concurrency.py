@@ -14,7 +14,7 @@ from emulator.engine.concurrency import (
     op_segment,
 )
 from emulator.ops import Op
-from emulator.shapes import Elementwise, Linear
+from emulator.shapes import Attention, Elementwise, Linear, Matmul
 
 T = 1e-3
 
@@ -27,7 +27,7 @@ def test_two_compute_bound_calls_gain_nothing_from_any_offset():
     # Each alone saturates compute: together they take the sum, however they are staggered.
     call = (seg(1.0, 0.1, 1.0), seg(1.0, 0.1, 1.0))
     for offset in (0.0, 0.25 * T, 0.5 * T, 1.5 * T):
-        wall, *_ = co_run([(call, 0, T, 0.0), (call, 0, T, offset)])
+        wall = co_run([(call, 0, T, 0.0), (call, 0, T, offset)]).wall_s
         # the first call ends after 2 T of its own work shared at rate 1/2, minus what ran alone first
         assert wall == pytest.approx(4 * T - min(offset, 2 * T), rel=1e-12)
     assert joint_time([call, call]) == pytest.approx(4 * T)
@@ -52,6 +52,12 @@ def test_occupancy_of_small_and_large_kernels():
     assert occupancy(Op("x", Linear(8192, 8192, 8192), "fp16"), "flash", sms) == 1.0
     # 1024 x 8 x 108 elements fill every SM's eight resident blocks
     assert occupancy(Op("x", Elementwise("add", 1024 * 8 * 54, 2), "fp16"), "flash", sms) == pytest.approx(0.5)
+    # a batch of 3 products of 256 x 128 outputs: 3 x 2 tiles
+    assert occupancy(Op("x", Matmul(3, 256, 64, 128), "fp16"), "flash", sms) == pytest.approx(6 / sms)
+    # flash: one block per (batch, head, query tile); the baseline tiles the keys too (2 x 4 x 2 x 3)
+    small = Op("x", Attention(2, 4, 256, 300, 64), "fp16")
+    assert occupancy(small, "flash", sms) == pytest.approx(16 / sms)
+    assert occupancy(small, "baseline", sms) == pytest.approx(48 / sms)
 
 
 MEASURED = Path(__file__).parents[1] / "calibration" / "validation" / "h100-concurrency.csv"

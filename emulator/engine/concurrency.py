@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emulator.shapes import Attention, Conv, Linear, Matmul
+
 EPS_S = 1e-12  # a segment with less left than this has ended
 
 
@@ -54,23 +56,42 @@ def slowdown(compute: float, memory: float, occupancy: float) -> float:
     return max(1.0, compute, memory, occupancy)
 
 
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def tiles(m: int, n: int) -> int:
+    """Output tiles of an m x n matrix product: one thread block each."""
+    return ceil_div(m, TILE) * ceil_div(n, TILE)
+
+
+def linear_blocks(a: Linear, attention: str) -> int:
+    return tiles(a.m, a.n)
+
+
+def matmul_blocks(a: Matmul, attention: str) -> int:
+    return a.batch * tiles(a.m, a.n)
+
+
+def conv_blocks(a: Conv, attention: str) -> int:
+    return tiles(a.output_elements // a.c_out, a.c_out)  # implicit GEMM: output pixels x output channels
+
+
+def attention_blocks(a: Attention, attention: str) -> int:
+    """Per (batch, head) one block per query tile; the baseline's similarity matrix tiles keys too."""
+    kv_tiles = ceil_div(a.kv_len, TILE) if attention == "baseline" else 1
+    return a.batch * a.heads * ceil_div(a.q_len, TILE) * kv_tiles
+
+
+MATRIX_BLOCKS = {Linear: linear_blocks, Matmul: matmul_blocks, Conv: conv_blocks, Attention: attention_blocks}
+
+
 def occupancy(op, attention: str, sms: int) -> float:
     """Fraction of the device's SMs the op's thread blocks fill when it runs alone."""
-    a = op.shape
-    kind = type(a).__name__
-    tiles = lambda m, n: -(-m // TILE) * -(-n // TILE)
-    if kind == "Linear":
-        blocks = tiles(a.m, a.n)
-    elif kind == "Matmul":
-        blocks = a.batch * tiles(a.m, a.n)
-    elif kind == "Conv":
-        blocks = tiles(a.output_elements // a.c_out, a.c_out)
-    elif kind == "Attention":
-        q_tiles = -(-a.q_len // TILE)
-        blocks = a.batch * a.heads * q_tiles * (-(-a.kv_len // TILE) if attention == "baseline" else 1)
-    else:
-        return min(1.0, a.output_elements / ELEMENTS_PER_BLOCK / (sms * MEMORY_BLOCKS_PER_SM))
-    return min(1.0, blocks / sms)
+    blocks = MATRIX_BLOCKS.get(type(op.shape))
+    if blocks is None:  # memory-bound: one block per ELEMENTS_PER_BLOCK outputs, several resident per SM
+        return min(1.0, op.shape.output_elements / ELEMENTS_PER_BLOCK / (sms * MEMORY_BLOCKS_PER_SM))
+    return min(1.0, blocks(op.shape, attention) / sms)
 
 
 def demands(flops: np.ndarray, moved: np.ndarray, ops: Sequence, device) -> tuple[np.ndarray, np.ndarray]:
@@ -113,13 +134,24 @@ def kernel_segments(kernel_s: np.ndarray, dispatched_s: np.ndarray, compute_s: n
     return tuple(segments)
 
 
-def co_run(states: list) -> tuple:
+@dataclass(frozen=True)
+class CoRun:
+    """What co-running calls until the first ends did."""
+
+    wall_s: float  # wall time it took
+    busy_s: float  # of which some co-runner was running (not all idling for their stagger)
+    alone_s: float  # alone time every co-runner advanced by
+    flops: float  # performed by all co-runners
+    bytes: float  # moved by all co-runners
+    states: tuple[tuple[int, float, float], ...]  # per co-runner: (segment index, alone s left in it, idle s left)
+    ended: tuple[int, ...]  # indices of the co-runners whose call ended
+
+
+def co_run(states: list) -> CoRun:
     """Co-run calls until the first ends.
 
     states: per co-runner [segments, index of the running segment, alone s left in it, alone s to idle
     first]. Every co-runner advances at rate 1 / slowdown, so offsets in alone time never change.
-    Returns (wall s, busy wall s, alone s, FLOPs, bytes, new (index, left, idle) per co-runner,
-    indices of the co-runners whose call ended).
     """
     states = [list(s) for s in states]
     wall_s = busy_s = alone_s = flops = moved = 0.0
@@ -158,7 +190,8 @@ def co_run(states: list) -> tuple:
                 else:
                     s[2] = s[0][s[1]].alone_s
         if ended:
-            return wall_s, busy_s, alone_s, flops, moved, [(s[1], s[2], s[3]) for s in states], ended
+            return CoRun(wall_s, busy_s, alone_s, flops, moved, tuple((s[1], s[2], s[3]) for s in states),
+                         tuple(ended))
 
 
 def joint_time(calls: list[tuple[Segment, ...]]) -> float:
@@ -166,9 +199,9 @@ def joint_time(calls: list[tuple[Segment, ...]]) -> float:
     states = [(segs, 0, segs[0].alone_s, 0.0) for segs in calls]
     total = 0.0
     while states:
-        wall_s, _, _, _, _, after, ended = co_run(states)
-        total += wall_s
-        states = [(states[i][0], *after[i][:2], 0.0) for i in range(len(states)) if i not in ended]
+        run = co_run(states)
+        total += run.wall_s
+        states = [(states[i][0], *run.states[i][:2], 0.0) for i in range(len(states)) if i not in run.ended]
     return total
 
 

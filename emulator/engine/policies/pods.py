@@ -157,9 +157,8 @@ class Pods(BatchPolicy):
             if len(self.memo) >= MEMO_ENTRIES:
                 self.memo.clear()
             found = self.memo[key] = co_run([(m.segments, m.index, m.left_s, m.wait_s) for m in self.members])
-        wall_s, busy_s, alone_s, flops, moved, states, ended = found
-        ended_members = [self.members[i] for i in ended]
-        for m, (index, left_s, wait_s) in zip(self.members, states):
+        ended_members = [self.members[i] for i in found.ended]
+        for m, (index, left_s, wait_s) in zip(self.members, found.states):
             m.index, m.left_s, m.wait_s = index, left_s, wait_s
-        self.clock_s += alone_s
-        return wall_s, busy_s, flops, moved, ended_members
+        self.clock_s += found.alone_s
+        return found.wall_s, found.busy_s, found.flops, found.bytes, ended_members
