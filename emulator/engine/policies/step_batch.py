@@ -23,6 +23,20 @@ from dataclasses import dataclass, field
 
 from emulator.engine.device import Batch
 from emulator.engine.policies.base import BatchPolicy
+from emulator.engine.request import Request
+
+
+@dataclass(eq=False)
+class RunningBatch:
+    """The requests of one batching key running together (mutable: members join and leave)."""
+
+    members: list[Request] = field(default_factory=list)  # in order of joining
+    size: int = 0  # per-call batch: the members' per-request batches summed
+    activation_bytes: int = 0  # activations of one call at that size
+    batch: Batch | None = None  # the Batch of these members, while they stay the same
+    ticks: int = 0  # calls run so far
+    ends: list = field(default_factory=list)  # heap of (tick at which a member's stage ends, id, member)
+    fresh: list[Request] = field(default_factory=list)  # members that joined since the last call
 
 
 class StepBatch(BatchPolicy):
@@ -32,13 +46,7 @@ class StepBatch(BatchPolicy):
 
     def __init__(self, params, device):
         super().__init__(params, device)
-        self.running: dict = {}  # key -> [request], in order of joining
-        self.size: dict = {}  # key -> per-call batch of its running requests
-        self.act: dict = {}  # key -> activation bytes of its running batch's call
-        self.batches: dict = {}  # key -> the Batch of its running requests, while they stay the same
-        self.ticks: dict = {}  # key -> calls run so far
-        self.ends: dict = {}  # key -> heap of (tick at which the member's stage ends, id, member)
-        self.fresh: dict = {}  # key -> members that joined since its last call
+        self.running: dict[object, RunningBatch] = {}  # batching key -> its running batch, while it has members
         self.turn = 0
         self.stale = True  # something arrived or left since join last ran: it may admit more
 
@@ -55,27 +63,27 @@ class StepBatch(BatchPolicy):
         if len(self.running) == 1:
             key = next(iter(self.running))
         else:
-            keys = sorted(self.running, key=lambda k: self.running[k][0].id)
+            keys = sorted(self.running, key=lambda k: self.running[k].members[0].id)
             key = keys[self.turn % len(keys)]
             self.turn += 1
-        batch = self.batches.get(key)
-        if batch is None:
-            members = self.running[key]
-            batch = self.batches[key] = Batch(members, members[0].stage, self.size[key])
-            batch.key = key
-        return batch
+        run = self.running[key]
+        if run.batch is None:  # the Batch shares the members list: leaving members leave it too
+            run.batch = Batch(run.members, run.members[0].stage, run.size)
+            run.batch.key = key
+        return run.batch
 
     def advance(self, batch, start_s: float) -> list:
-        key = batch.key
         if batch.stage.kv_growth:
             return super().advance(batch, start_s)
-        for r in self.fresh.pop(key, ()):
+        run = self.running[batch.key]
+        for r in run.fresh:
             if r.first_start_s is None:
                 r.first_start_s = start_s
-        tick = self.ticks[key] = self.ticks[key] + 1
-        ends, done = self.ends[key], []
-        while ends and ends[0][0] <= tick:
-            r = heapq.heappop(ends)[2]
+        run.fresh = []
+        run.ticks += 1
+        done = []
+        while run.ends and run.ends[0][0] <= run.ticks:
+            r = heapq.heappop(run.ends)[2]
             r.calls_done = r.stage.calls
             done.append(r)
         return done
@@ -84,42 +92,43 @@ class StepBatch(BatchPolicy):
         self.stale = True  # room, and memory once they leave
         for r in members:
             key = self.key_of(r)
-            running = self.running[key]
-            running.remove(r)
-            self.size[key] -= r.stage.batch
-            self.batches.pop(key, None)
-            if running:
-                self.act[key] = activation(r.device, r.stage, self.size[key])
+            run = self.running[key]
+            run.members.remove(r)
+            run.size -= r.stage.batch
+            run.batch = None
+            if run.members:
+                run.activation_bytes = activation(r.device, r.stage, run.size)
             else:
-                for d in (self.running, self.size, self.act, self.ticks, self.ends, self.fresh):
-                    d.pop(key, None)
+                del self.running[key]
 
     def join(self, device) -> None:
         """Admit waiting requests into running batches, oldest first, while room and memory allow."""
         for key, heap in self.waiting.items():
-            members = self.running.get(key)
-            if not heap or (members and len(members) >= self.params.max_batch):
-                continue
-            # one call runs at a time: the largest activations of any running batch must fit too
-            others = max((a for k, a in self.act.items() if k != key), default=0)
-            size = self.size.get(key, 0)
-            while heap and len(members or ()) < self.params.max_batch:
-                r = heap[0][2]
-                if not self.admit(device, r, max(others, activation(device, r.stage, size + r.stage.batch))):
-                    break
-                heapq.heappop(heap)
-                if members is None:
-                    members = self.running[key] = []
-                    self.ticks[key], self.ends[key] = 0, []
-                members.append(r)
-                size += r.stage.batch
-                if not r.stage.kv_growth:
-                    heapq.heappush(self.ends[key], (self.ticks[key] + r.stage.calls - r.calls_done, r.id, r))
-                    self.fresh.setdefault(key, []).append(r)
-                self.batches.pop(key, None)
-            if members:
-                self.size[key] = size
-                self.act[key] = activation(device, members[0].stage, size)
+            run = self.running.get(key)
+            if heap and (run is None or len(run.members) < self.params.max_batch):
+                self.fill(device, key, heap, run)
+
+    def fill(self, device, key, heap: list, run: RunningBatch | None) -> None:
+        """Admit the oldest of one key's waiting requests into its running batch (made if none)."""
+        # one call runs at a time: the largest activations of any running batch must fit too
+        others = max((o.activation_bytes for k, o in self.running.items() if k != key), default=0)
+        size = run.size if run is not None else 0
+        while heap and (run is None or len(run.members) < self.params.max_batch):
+            r = heap[0][2]
+            if not self.admit(device, r, max(others, activation(device, r.stage, size + r.stage.batch))):
+                break
+            heapq.heappop(heap)
+            if run is None:
+                run = self.running[key] = RunningBatch()
+            run.members.append(r)
+            size += r.stage.batch
+            if not r.stage.kv_growth:
+                heapq.heappush(run.ends, (run.ticks + r.stage.calls - r.calls_done, r.id, r))
+                run.fresh.append(r)
+            run.batch = None
+        if run is not None:
+            run.size = size
+            run.activation_bytes = activation(device, run.members[0].stage, size)
 
 
 def activation(device, stage, size: int) -> int:
