@@ -1,8 +1,11 @@
 """Seconds per stage call and per request, and the choice of cost model by name.
 
-`cost_model("a100-sxm4-80gb")` is the shipped calibrated profile of a catalog
-device (or its roofline when none is shipped or `roofline=True`);
-`cost_model("path/to/profile.json")` loads that profile.
+Scenario files and the command line name a cost model by a string, so one
+function resolves it: `cost_model("a100-sxm4-80gb")` is the shipped calibrated
+profile of a catalog device (or its roofline when none is shipped or
+`roofline=True`); `cost_model("path/to/profile.json")` loads that profile.
+`stage_time` costs a stage's first call and its whole request (every call,
+decode steps with their longer KV caches) on the host/device timeline.
 """
 
 from __future__ import annotations

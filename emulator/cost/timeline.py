@@ -33,7 +33,7 @@ from emulator.graph import OpGraph
 from emulator.ops import CATEGORIES, Op
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallTime:
     seconds: float  # wall time of the call
     device_s: float  # sum of kernel times
@@ -119,11 +119,14 @@ class GraphCoster:
 
 
 def sum_calls(calls: Sequence[CallTime]) -> CallTime:
-    total = CallTime(0.0, 0.0)
+    """Calls run one after another: wall, kernel and per-category seconds and fallbacks add up."""
+    seconds = device_s = 0.0
+    fallback_ops = 0
+    by_category_s: dict[str, float] = {}
     for c in calls:
-        total.seconds += c.seconds
-        total.device_s += c.device_s
-        total.fallback_ops += c.fallback_ops
+        seconds += c.seconds
+        device_s += c.device_s
+        fallback_ops += c.fallback_ops
         for k, v in c.by_category_s.items():
-            total.by_category_s[k] = total.by_category_s.get(k, 0.0) + v
-    return total
+            by_category_s[k] = by_category_s.get(k, 0.0) + v
+    return CallTime(seconds, device_s, by_category_s, fallback_ops)
