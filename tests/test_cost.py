@@ -62,6 +62,7 @@ class FixedCost:
     """Every op takes `seconds`; the host needs `host` per kernel."""
 
     name = "fixed"
+    calibrated = True
 
     def __init__(self, seconds, host, attention="flash"):
         self.seconds, self.host_s_per_op, self.host_s_per_kernel, self.attention = seconds, host, host, attention

@@ -22,6 +22,7 @@ class CostModel(Protocol):
     attention: str  # 'flash' | 'baseline': the implementation attention ops are costed as
     host_s_per_op: float  # host time to dispatch one graph op (model code included)
     host_s_per_kernel: float  # host time to dispatch each further kernel of an op
+    calibrated: bool  # has a calibrated domain: ops outside it are counted as fallbacks
 
     def op_time(self, op: Op) -> float:
         """Device seconds of the op's kernels, run alone."""

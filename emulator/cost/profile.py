@@ -142,6 +142,8 @@ def predictor_of(kind: str, dtype: str, entry: dict) -> KindPredictor:
 class Profile:
     """Cost model from a calibrated profile, with roofline fallback outside its domain."""
 
+    calibrated = True
+
     def __init__(self, data: dict, attention: str = "flash", name: str = "profile"):
         if attention not in ATTENTION_IMPLEMENTATIONS:
             raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")

@@ -28,7 +28,6 @@ import numpy as np
 
 from emulator.cost.kernels import kernel_count
 from emulator.cost.model import CostModel
-from emulator.cost.roofline import Roofline
 from emulator.graph import OpGraph
 from emulator.ops import CATEGORIES, Op
 
@@ -59,8 +58,7 @@ class GraphCoster:
 
     def __init__(self, graph: OpGraph, model: CostModel, synchronous: bool):
         self.graph, self.model, self.synchronous = graph, model, synchronous
-        # A roofline has no calibrated domain to fall out of: none of its ops counts as a fallback.
-        self.counts_fallbacks = not isinstance(model, Roofline)
+        self.counts_fallbacks = model.calibrated  # a roofline has no domain to fall out of
         extra_kernels = np.array([kernel_count(op, model.attention) - 1 for op in graph.ops], dtype=float)
         host = model.host_s_per_op + extra_kernels * model.host_s_per_kernel  # [ops]
         self.dispatched = np.cumsum(host)
