@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 CHILD = textwrap.dedent("""
     import sys, torch
     from calibration.cpu.allocator import apply
-    from calibration.validate import page_faults
+    from calibration.cpu.allocator import page_faults
     state = apply(sys.argv[1])
     faults = [page_faults(lambda: torch.ones(16 * 1024 * 1024)) for _ in range(10)]
     print(state, sum(faults[-4:]))
