@@ -14,6 +14,7 @@ class CudaSetup:
     device = "cuda"
     limits = Limits(max_set_bytes=6 << 30, max_kernel_s=0.25, budget_s=0.4, tolerance=0.02, fill_bytes_per_s=100e9)
     timer = "CUDA events"
+    noise = "median of samples until stable, slow outliers re-measured; pooled with neighbours if several passes"
     host_times_included = False
     validation_dtype = "fp16"
 

@@ -89,6 +89,6 @@ def build_profile(name: str, dtype: str, fp: dict, done: dict, skipped: list[dic
     raw, failed = reduce(done, setup)
     kinds = {kind: kind_entry(kind, dtype, points, catalog, setup.features(kind)) for kind, points in raw.items()}
     provenance = {"source": "measured", "method": command, **provenance_fields(fp),
-                  "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "timer": setup.timer}
+                  "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "timer": setup.timer, "noise": setup.noise}
     host = {**done["host"], "included_in_kernel_times": setup.host_times_included}
     return profile_document(name, dtype, provenance, host, kinds, skipped + failed), raw

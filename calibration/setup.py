@@ -53,6 +53,7 @@ class Setup(Protocol):
     device: str  # torch device type: "cuda" or "cpu"
     limits: Limits
     timer: str  # how samples are timed, for the profile's provenance
+    noise: str  # how noise is handled, for the profile's provenance
     host_times_included: bool  # kernel times include the host's work (a CPU runs kernels on its thread)
     validation_dtype: str  # the precision real models are validated in
 
