@@ -2,9 +2,10 @@
 
     from emulator import simulate, sweep
     result = simulate("configs/pods.yaml")        # or a dict in the scenario format
-    result.summary                                 # one row per policy
+    result.summary                                 # one row per policy, columns in emulator.engine.columns
     result.requests, result.timeseries             # every request, every time bin (column policy)
-    table = sweep("configs/sweep-pods.yaml", workers=2)   # one row per run and policy
+    result.summaries                               # each policy's summary.json, nested, in full
+    table = sweep("configs/sweep-pods.yaml", workers=2)   # one row per run and policy, the same metric columns
 
 pandas (and simpy) are imported when these are called, not when `emulator` is.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 @dataclass
 class SimulationResult:
     summaries: list[dict]  # each policy's summary.json
-    summary: object  # DataFrame, one row per policy, nested keys flattened with "."
+    summary: object  # DataFrame, one row per policy: identity, metric columns (engine/columns.py), params.NAME
     requests: object  # DataFrame of requests.csv, all policies (column policy)
     timeseries: object  # DataFrame of timeseries.csv, all policies
 
@@ -44,7 +45,17 @@ def simulate(scenario, out: str | Path | None = None, seed: int | None = None) -
                               for s in summaries], ignore_index=True)
         series = pd.concat([pd.read_csv(where / s["policy"] / "timeseries.csv").assign(policy=s["policy"])
                             for s in summaries], ignore_index=True)
-    return SimulationResult(summaries, pd.json_normalize(summaries), requests, series)
+    return SimulationResult(summaries, summary_table(summaries), requests, series)
+
+
+def summary_table(summaries: list[dict]):
+    """One row per policy: who it is, every metric column sweep tables have too, then its parameters."""
+    import pandas as pd
+
+    from emulator.engine.columns import IDENTITY, metric_values
+
+    return pd.DataFrame([{**{k: s[k] for k in IDENTITY}, **metric_values(s),
+                          **{f"params.{k}": v for k, v in s["params"].items()}} for s in summaries])
 
 
 def sweep(sweep_file: str | Path, out: str | Path | None = None, workers: int | None = None,

@@ -1,0 +1,45 @@
+"""The summary columns `simulate` and `sweep` share: one flat name per metric of a policy's summary.json.
+
+A policy's summary.json nests its metrics (`latency_s.p50`); tables want one
+flat, unit-suffixed name per metric. This is the one list of those names, in
+the order tables show them; the README's column table is checked against it.
+"""
+
+from __future__ import annotations
+
+# (column, path into summary.json, meaning)
+METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("arrived", ("requests", "arrived"), "requests that arrived within the horizon"),
+    ("completed", ("requests", "completed"), "requests finished (by the horizon, or after it with drain)"),
+    ("rejected", ("requests", "rejected"), "requests refused because they could not run even on an empty device"),
+    ("in_flight", ("requests", "in_flight"), "requests still running when the simulation ended"),
+    ("latency_p50_s", ("latency_s", "p50"), "median request latency, arrival to done"),
+    ("latency_p90_s", ("latency_s", "p90"), "90th-percentile request latency"),
+    ("latency_p99_s", ("latency_s", "p99"), "99th-percentile request latency"),
+    ("queueing_p50_s", ("queueing_s", "p50"), "median wait from arrival to the first stage call"),
+    ("queueing_p99_s", ("queueing_s", "p99"), "99th-percentile wait from arrival to the first stage call"),
+    ("throughput_per_s", ("throughput_per_s",), "completed requests per simulated second"),
+    ("slo_attainment", ("slo_attainment",), "share of completed requests, of classes with an SLO, that met it"),
+    ("device_busy_pct", ("device_busy_pct",), "mean share of time the devices ran kernels"),
+    ("attained_tflops", ("attained_tflops",), "FLOPs executed per simulated second, all devices, in TFLOP/s"),
+    ("hbm_util_pct_mean", ("hbm_util_pct_mean",), "bytes moved per simulated second, % of the devices' memory bandwidth"),
+    ("hbm_util_pct_peak", ("hbm_util_pct_peak",), "the busiest time bin's bytes moved, % of its device's memory bandwidth"),
+    ("peak_memory_GB", ("peak_memory_GB",), "peak memory held on a device (weights and live activations), GB"),
+    ("fallback_ops", ("fallback_ops",), "ops costed outside the profile's calibrated domain"),
+    ("step_events", ("step_events",), "stage calls replayed per request (a denoising step, a decode step), summed"),
+    ("simulated_s", ("simulated_s",), "simulated time at the end of the run"),
+)
+COLUMNS = tuple(column for column, _, _ in METRICS)
+# What identifies a policy's row in simulate's summary table, before the metrics.
+IDENTITY = ("scenario", "policy", "kind", "device", "attention", "seed")
+
+
+def metric_values(summary: dict) -> dict:
+    """A policy's summary.json as {column: value} for every metric column."""
+    row = {}
+    for column, keys, _ in METRICS:
+        value = summary
+        for key in keys:
+            value = value[key]
+        row[column] = value
+    return row
