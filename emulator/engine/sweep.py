@@ -6,7 +6,9 @@ grid or random sampling, and seeds. Each run is the base with one combination of
 axis values and one seed; every policy of the base runs on it, giving one row
 per (run, policy): the run id, the swept values, the seed, the policy and every
 summary metric, or the run's error. Rows are appended to `results.csv` as runs
-finish, so an interrupted sweep resumes where it stopped. Runs execute in a
+finish, so an interrupted sweep resumes where it stopped; `sweep-spec.json` beside
+it holds a fingerprint of the whole resolved specification, and a folder written
+by a different specification is refused rather than resumed. Runs execute in a
 local process pool, or as Ray tasks; either way the table, sorted by run id and
 policy, is the same.
 """
@@ -15,7 +17,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import importlib.metadata
 import itertools
+import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +46,7 @@ METRICS = (  # column -> path into a policy's summary.json
     ("fallback_ops", ("fallback_ops",)), ("step_events", ("step_events",)), ("simulated_s", ("simulated_s",)),
 )
 PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+SPEC_FILE = "sweep-spec.json"  # beside results.csv: the fingerprint of the specification that wrote it
 
 
 @dataclass(frozen=True)
@@ -189,10 +196,105 @@ def finished_runs(path: Path, cols: list[str]) -> set[int]:
     return {int(r["run_id"]) for r in complete}
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """A value's text, cut to about `limit` characters (head ... tail) for a one-line message."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return f"{text[:keep]}...{text[-keep:]}"
+
+
+def project_version() -> str:
+    """The installed emulator's version, else the one in the checkout's pyproject.toml."""
+    try:
+        return importlib.metadata.version("genai-emulator")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
+    return found.group(1) if found else "unknown"
+
+
+def resolved_spec(sweep: SweepFile, base: dict) -> dict:
+    """Everything that decides the rows, as plain JSON data: the base scenario's content, the axes in order
+    with their values, the seeds, policies, sampling and the project version."""
+    return plain({
+        "version": project_version(),
+        "base": base,
+        "axes": [[axis, list(values)] for axis, values in sweep.axes.items()],
+        "policies": sweep.policies,
+        "sampling": sweep.sampling,
+        "count": sweep.count if sweep.sampling == "random" else None,
+        "seeds": sweep.seeds,
+    })
+
+
+def plain(value: Any) -> Any:
+    """YAML data as JSON data: tuples become lists, mapping keys strings, anything else its repr."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def fingerprint(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def claim_out(out: Path, spec: dict) -> None:
+    """Record the specification beside results.csv, or refuse a folder whose rows another one wrote."""
+    path, mark = out / SPEC_FILE, fingerprint(spec)
+    stored = read_spec(path)
+    if (out / "results.csv").exists():
+        problem = mismatch(stored, spec, mark)
+        if problem:
+            raise UserError(f"{short(out)}: {problem}, so it is not resumed; to start fresh, use a new --out "
+                            f"or delete {short(out)}")
+    if stored is None or stored.get("fingerprint") != mark:
+        write_atomically(path, json.dumps({"fingerprint": mark, "spec": spec}, indent=1, sort_keys=True) + "\n")
+
+
+def read_spec(path: Path) -> dict | None:
+    """The stored fingerprint and specification; None when there is none, {} when it cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def mismatch(stored: dict | None, spec: dict, mark: str) -> str | None:
+    """Why rows written under `stored` do not belong to `spec`, or None when they do."""
+    if stored is None:
+        return f"its results.csv has no {SPEC_FILE} beside it to show which sweep wrote it"
+    if stored.get("fingerprint") == mark:
+        return None
+    old = stored.get("spec") if isinstance(stored.get("spec"), dict) else {}
+    changed = [key for key in spec if old.get(key) != spec[key]]
+    return f"it holds results of a different sweep ({', '.join(changed) or 'specification'} changed)"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step: an interruption leaves the old file or the new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"{short(path)}: cannot be written ({e.strerror or e})") from None
+
+
 def execute(sweep: SweepFile, base: dict, base_dir: Path, out: Path, workers: int | None = None,
             ray_address: str | None = None, progress: bool = True) -> Path:
     """Run every unfinished run, appending rows to out/results.csv; returns that path (sorted at the end)."""
     out.mkdir(parents=True, exist_ok=True)
+    claim_out(out, resolved_spec(sweep, base))
     results = out / "results.csv"
     runs = expand(sweep)
     cols = columns(sweep)

@@ -1,0 +1,119 @@
+"""Sweeps given hostile or careless input: a changed spec resumed into an old folder, axis paths that lead
+nowhere, an --out that cannot be a folder, Ctrl-C mid-sweep, and plots that named points by the wrong policy.
+
+Most tests stand a fake in for `run_one` (rows without simulating), so they take milliseconds."""
+
+import time
+
+import pytest
+import yaml
+
+import emulator.engine.sweep as sweep_mod
+from emulator import sweep
+from emulator.cli import main
+from emulator.errors import UserError
+
+BASE = {
+    "name": "small", "seed": 1, "horizon_s": 3.0,
+    "traffic": [{"name": "sd", "workload": "stable-diffusion", "knobs": {"image_size": 256, "steps": 2},
+                 "arrival": {"process": "poisson", "rate_per_s": 2.0}}],
+    "policies": [{"policy": "fcfs"}, {"name": "pods", "policy": "pods", "pod_size": 2, "stagger": 0.5}],
+}
+RATE = "traffic[0].arrival.rate_per_s"
+
+
+def write_sweep(tmp_path, axes, base=None, **extra):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base or BASE))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "base": "base.yaml", "axes": axes, **extra}))
+    return path
+
+
+def fake_rows(run) -> list[dict]:
+    """The rows a run would give, without simulating: two policies, every metric 1.0."""
+    head = {"run_id": run.run_id, "seed": run.seed, **dict(run.values), "error": ""}
+    metrics = {column: 1.0 for column, _ in sweep_mod.METRICS}
+    return [{**head, "policy": name, **metrics} for name in ("fcfs", "pods")]
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """Stand a recording fake in for run_one; the list it returns collects (run_id, axis values) run."""
+    calls = []
+
+    def fake(base, base_dir, run, name):
+        calls.append((run.run_id, run.values))
+        return fake_rows(run)
+
+    monkeypatch.setattr(sweep_mod, "run_one", fake)
+    return calls
+
+
+# Case 1: resume compared only run ids and column names, so a changed axis resumed onto stale rows.
+
+def test_case1_a_changed_axis_is_refused_not_resumed_onto_stale_rows(tmp_path, ran):
+    out = tmp_path / "out"
+    first = sweep(write_sweep(tmp_path, {RATE: [0.3, 0.6, 0.9]}, seeds=[1, 2]), out, workers=1)
+    assert len(first) == 6 * 2 and (out / "sweep-spec.json").is_file()
+    before = (out / "results.csv").read_text()
+    with pytest.raises(UserError) as e:
+        sweep(write_sweep(tmp_path, {RATE: [0.3, 0.5]}, seeds=[1, 2]), out, workers=1)
+    message = str(e.value)
+    assert "\n" not in message and "different sweep (axes changed)" in message
+    assert "new --out" in message and "delete" in message
+    assert (out / "results.csv").read_text() == before  # the old rows are left alone
+    fresh = sweep(write_sweep(tmp_path, {RATE: [0.3, 0.5]}, seeds=[1, 2]), tmp_path / "new", workers=1)
+    assert sorted(set(fresh[RATE])) == [0.3, 0.5] and len(fresh) == 4 * 2
+
+
+@pytest.mark.parametrize("change", [
+    {"seeds": [1, 3]},
+    {"base": {**BASE, "horizon_s": 4.0}},
+    {"policies": ["pods"]},
+    {"sampling": "random", "count": 2},
+])
+def test_case1_any_change_to_the_resolved_spec_is_refused(tmp_path, ran, change):
+    out = tmp_path / "out"
+    sweep(write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0]}, seeds=[1, 2]), out, workers=1)
+    base = change.pop("base", None)
+    with pytest.raises(UserError, match="different sweep"):
+        sweep(write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0]}, base, **{"seeds": [1, 2], **change}), out, workers=1)
+
+
+def test_case1_a_new_project_version_is_refused(tmp_path, ran, monkeypatch):
+    path, out = write_sweep(tmp_path, {RATE: [1.0, 2.0]}), tmp_path / "out"
+    sweep(path, out, workers=1)
+    monkeypatch.setattr(sweep_mod, "project_version", lambda: "99.0")
+    with pytest.raises(UserError, match=r"different sweep \(version changed\)"):
+        sweep(path, out, workers=1)
+
+
+def test_case1_an_unchanged_spec_still_resumes(tmp_path, ran):
+    path, out = write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0]}, seeds=[1, 2]), tmp_path / "out"
+    sweep(path, out, workers=1)
+    results = out / "results.csv"
+    lines = results.read_text().splitlines()
+    results.write_text("\n".join(lines[:1 + 2 * 2]) + "\n")  # as if stopped after runs 0 and 1
+    ran.clear()
+    table = sweep(path, out, workers=1)
+    assert [run_id for run_id, _ in ran] == [2, 3, 4, 5] and len(table) == 12
+    ran.clear()
+    sweep(path, out, workers=1)
+    assert ran == []  # everything already done
+
+
+def test_case1_rows_without_a_fingerprint_are_not_resumed(tmp_path, ran):
+    path, out = write_sweep(tmp_path, {RATE: [1.0, 2.0]}), tmp_path / "out"
+    sweep(path, out, workers=1)
+    (out / "sweep-spec.json").unlink()
+    with pytest.raises(UserError, match="has no sweep-spec.json beside it"):
+        sweep(path, out, workers=1)
+
+
+def test_case1_the_cli_says_it_in_one_line_with_exit_code_2(tmp_path, ran, capsys):
+    out = str(tmp_path / "out")
+    assert main(["sweep", str(write_sweep(tmp_path, {RATE: [0.3, 0.6, 0.9]})), "--out", out, "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(write_sweep(tmp_path, {RATE: [0.3, 0.5]})), "--out", out, "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "different sweep (axes changed)" in err
