@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from emulator.errors import UserError
+from emulator.errors import UserError, clip, excerpt
 from emulator.ops import DTYPE_BYTES
 
 
@@ -38,17 +38,17 @@ def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **ov
     for key in given:
         if key not in taken:
             flags = ", ".join("--" + k.replace("_", "-") for k in taken)
-            raise UserError(f"{name} takes no --{key.replace('_', '-')}; it takes {flags}")
+            raise UserError(f"{name} takes no --{clip(key).replace('_', '-')}; it takes {flags}")
     cfg = replace(defaults, **given)
     for key in POSITIVE:
         value = getattr(cfg, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {excerpt(value)}")
     if cfg.dtype not in DTYPE_BYTES:
-        raise UserError(f"--dtype {cfg.dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
+        raise UserError(f"--dtype {excerpt(cfg.dtype)} is not one of {', '.join(DTYPE_BYTES)}")
     if image_sizes is not None and cfg.image_size not in image_sizes:
         raise UserError(
-            f"--image-size {cfg.image_size} is not valid for {name}: use a multiple of {image_sizes.step} "
+            f"--image-size {excerpt(cfg.image_size)} is not valid for {name}: use a multiple of {image_sizes.step} "
             f"from {image_sizes.start} to {image_sizes[-1]}"
         )
     return cfg

@@ -15,7 +15,7 @@ the lucidrains/phenaki-pytorch reproduction @94fb2db.
 
 from __future__ import annotations
 
-from emulator.errors import UserError
+from emulator.errors import UserError, excerpt
 from workloads.blocks import text_encoders, transformer
 from workloads.blocks.text_encoders import T5_XXL
 from workloads.blocks.token_transformer import TokenTransformerSpec, masked_step, project_text
@@ -75,9 +75,9 @@ def stages(cfg: WorkloadConfig):
 
 def check(cfg: WorkloadConfig) -> None:
     if (cfg.frames - 1) % TUBELET:
-        raise UserError(f"--frames must be 1 + a multiple of {TUBELET} for phenaki (e.g. 11), got {cfg.frames}")
+        raise UserError(f"--frames must be 1 + a multiple of {TUBELET} for phenaki (e.g. 11), got {excerpt(cfg.frames)}")
     if time_steps(cfg.frames) > MASKGIT.max_positions // (GRID * GRID):
-        raise UserError(f"--frames {cfg.frames} is longer than phenaki's {MASKGIT.max_positions // (GRID * GRID)} "
+        raise UserError(f"--frames {excerpt(cfg.frames)} is longer than phenaki's {MASKGIT.max_positions // (GRID * GRID)} "
                         "token time steps; generate long videos as several clips")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.errors import UserError
+from emulator.errors import UserError, excerpt
 from emulator.pipeline import Pipeline
 from workloads import imagen, llama2, make_a_video, muse, parti, phenaki, prod_image, stable_diffusion
 from workloads.workload import Workload
@@ -24,7 +24,7 @@ WORKLOADS: dict[str, Workload] = {
 
 def get(name: str) -> Workload:
     if name not in WORKLOADS:
-        raise UserError(f"unknown workload {name!r}; choose one of: {', '.join(WORKLOADS)}")
+        raise UserError(f"unknown workload {excerpt(name)}; choose one of: {', '.join(WORKLOADS)}")
     return WORKLOADS[name]
 
 

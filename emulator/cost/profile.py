@@ -37,7 +37,7 @@ from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, kernel_kind
 from emulator.cost.predictor import FEATURE_SETS, KINDS, Curve, KindPredictor
 from emulator.cost.roofline import Roofline
 from emulator.devices import device
-from emulator.errors import UserError
+from emulator.errors import UserError, clip, excerpt
 from emulator.ops import DTYPE_BYTES, Op
 from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax
 
@@ -85,12 +85,12 @@ def check_profile(data, where: str) -> None:
     if data.get("version") == 1:
         fail(f"profile version 1 is no longer read; convert it with `python -m calibration convert {where}`")
     if data.get("version") != VERSION:
-        fail(f"profile version {data.get('version')!r} is not supported (this emulator reads version {VERSION})")
+        fail(f"profile version {excerpt(data.get('version'))} is not supported (this emulator reads version {VERSION})")
     for key in ("device", "dtype", "provenance", "host", "kinds"):
         if key not in data:
             fail(f"missing key {key!r}")
     if data["dtype"] not in DTYPE_BYTES:
-        fail(f"dtype {data['dtype']!r} is not one of {', '.join(DTYPE_BYTES)}")
+        fail(f"dtype {excerpt(data['dtype'])} is not one of {', '.join(DTYPE_BYTES)}")
     if not isinstance(data["provenance"], dict) or data["provenance"].get("source") not in SOURCES:
         fail(f"provenance.source must be one of {', '.join(SOURCES)}")
     host = data["host"]
@@ -103,7 +103,7 @@ def check_profile(data, where: str) -> None:
 
 def check_kind(kind: str, entry, fail) -> None:
     if kind not in KINDS:
-        fail(f"unknown kernel kind {kind!r}")
+        fail(f"unknown kernel kind {excerpt(kind)}")
     if not isinstance(entry, dict) or entry.get("features") not in FEATURE_SETS:
         fail(f"kinds.{kind}.features must name one of the feature sets {', '.join(FEATURE_SETS)}")
     try:
@@ -122,7 +122,7 @@ def check_kind(kind: str, entry, fail) -> None:
         try:
             shape_from_json(kind, p["shape"])
         except (TypeError, ValueError) as e:
-            fail(f"kinds.{kind}.points[{i}].shape is not a valid {kind} shape ({e})")
+            fail(f"kinds.{kind}.points[{i}].shape is not a valid {kind} shape ({clip(str(e), 120)})")
 
 
 def shipped_profile(name: str) -> Path | None:

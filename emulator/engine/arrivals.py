@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from emulator.engine.request import Request, RequestClass
-from emulator.errors import UserError
+from emulator.errors import UserError, excerpt
 
 
 def start_arrivals(env, cluster, cls: RequestClass, arrival, horizon_s: float, cap: int | None,
@@ -68,7 +68,7 @@ def trace_gaps(path: Path, class_name: str):
             try:
                 t = float(row["time_s"])
             except (TypeError, ValueError):
-                raise UserError(f"{path}:{line}: time_s {row['time_s']!r} is not a number") from None
+                raise UserError(f"{path}:{line}: time_s {excerpt(row['time_s'])} is not a number") from None
             if not t >= last:
                 raise UserError(f"{path}:{line}: time_s must not decrease ({t} after {last})")
             yield t - last

@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import yaml
 
-from emulator.devices import DEFAULT_DEVICE
+from emulator.devices import DEFAULT_DEVICE, catalog
 from emulator.engine.policies import POLICIES
 from emulator.engine.schema import convert, fail, parse, type_name
-from emulator.errors import UserError
+from emulator.errors import UserError, clip, excerpt
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,12 @@ def parse_policies(items: Any) -> tuple[PolicySpec, ...]:
             fail(f"{where}.policy", f"missing; choose one of: {', '.join(POLICIES)}")
         kind = item["policy"]
         if not isinstance(kind, str) or kind not in POLICIES:
-            fail(f"{where}.policy", f"unknown policy {kind!r}; choose one of: {', '.join(POLICIES)}")
+            fail(f"{where}.policy", f"unknown policy {excerpt(kind)}; choose one of: {', '.join(POLICIES)}")
         name = item.get("name", kind)
         if not isinstance(name, str) or not name or "/" in name:
-            fail(f"{where}.name", f"must be a non-empty string without '/', got {name!r}")
+            fail(f"{where}.name", f"must be a non-empty string without '/', got {excerpt(name)}")
         if name in names:
-            fail(f"{where}.name", f"{name!r} is used by another policy")
+            fail(f"{where}.name", f"{excerpt(name)} is used by another policy")
         names.add(name)
         router = convert(Router | None, item.get("router"), f"{where}.router")
         rest = {k: v for k, v in item.items() if k not in ("policy", "name", "router")}
@@ -136,7 +136,7 @@ def check_cross_fields(s: Scenario) -> None:
     for i, t in enumerate(s.traffic):
         where = f"traffic[{i}]"
         if t.name in names:
-            fail(f"{where}.name", f"{t.name!r} is used by another traffic class")
+            fail(f"{where}.name", f"{excerpt(t.name)} is used by another traffic class")
         names.add(t.name)
         a = t.arrival
         needs = {"poisson": "rate_per_s", "fixed": "rate_per_s", "closed": "users", "trace": "path"}[a.process]
@@ -145,8 +145,8 @@ def check_cross_fields(s: Scenario) -> None:
         if a.process == "trace":
             from emulator.engine.arrivals import trace_gaps
 
-            if not (Path(s.base_dir) / a.path).is_file():
-                fail(f"{where}.arrival.path", f"no such file {a.path!r}")
+            if not is_file(Path(s.base_dir) / a.path):
+                fail(f"{where}.arrival.path", f"no such file {excerpt(a.path)}")
             for _ in trace_gaps(Path(s.base_dir) / a.path, t.name):  # a bad row fails now, not mid-run
                 pass
         try:
@@ -158,18 +158,29 @@ def check_cross_fields(s: Scenario) -> None:
                  "output_tokens, guidance, dtype")
     for i, g in enumerate(s.groups):
         spec = g.device or s.device
+        where = f"cluster.groups[{i}].device" if g.device else "device"
+        if not spec.endswith(".json") and spec not in catalog() and not is_file(Path(spec)):
+            fail(where, f"unknown device {excerpt(spec)}; the catalog has: {', '.join(catalog())}")
         try:
             cost_model(resolve_path(s, spec), s.attention)
         except UserError as e:
-            fail(f"cluster.groups[{i}].device" if g.device else "device", str(e))
+            fail(where, str(e))
     if s.cluster.groups:
         seen = set()
         for i, g in enumerate(s.cluster.groups):
             if g.name in seen:
-                fail(f"cluster.groups[{i}].name", f"{g.name!r} is used by another group")
+                fail(f"cluster.groups[{i}].name", f"{excerpt(g.name)} is used by another group")
             seen.add(g.name)
         if sum(g.stages is None for g in s.cluster.groups) > 1:
             fail("cluster.groups", "at most one group may leave out stages (it serves the rest)")
+
+
+def is_file(path: Path) -> bool:
+    """Whether `path` names a file; a name too long or otherwise impossible names none."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_path(s: Scenario, spec: str) -> str:
@@ -179,17 +190,70 @@ def resolve_path(s: Scenario, spec: str) -> str:
     return spec
 
 
-def load_scenario(path: str | Path) -> Scenario:
+MAX_ALIASES = 100  # alias events (*name) a file may use
+MAX_VALUES = 100_000  # values of the document with every alias expanded
+MAX_DEPTH = 100  # nesting of lists and mappings
+
+
+class Refused(yaml.YAMLError):
+    """A document past the loader's bounds: refused before its values are built."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses, while composing and so before any value is built, a document whose
+    aliases would expand past MAX_VALUES values or that uses more than MAX_ALIASES aliases."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = 0
+        self.depth = 0
+        self.expanded: dict[int, int] = {}  # id(node) -> values it stands for, aliases expanded
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            return self.compose_alias(parent, index)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Refused(f"nested more than {MAX_DEPTH} levels deep")
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        size = 1 + sum(self.expanded[id(c)] for c in children)
+        if size > MAX_VALUES:
+            raise Refused(f"its aliases expand to more than {MAX_VALUES} values")
+        self.expanded[id(node)] = size
+        return node
+
+    def compose_alias(self, parent, index):
+        self.aliases += 1
+        if self.aliases > MAX_ALIASES:
+            raise Refused(f"more than {MAX_ALIASES} aliases (*name)")
+        target = self.anchors.get(self.peek_event().anchor)
+        if target is not None and id(target) not in self.expanded:
+            raise Refused("an alias inside the value it names (a recursive alias)")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: str | Path, what: str = "scenario") -> Any:
+    """The data of a YAML file through BoundedLoader; any defect is a one-line UserError naming the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=BoundedLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such scenario file") from None
+        raise UserError(f"{path}: no such {what} file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read ({e})") from None
+    except Refused as e:
+        raise UserError(f"{path}: refused: {e}") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    return scenario_from_data(data, str(path.parent), str(path))
+    except ValueError as e:  # an integer too long to convert
+        raise UserError(f"{path}: not valid YAML ({clip(str(e), 80)})") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return scenario_from_data(read_yaml(path), str(Path(path).parent), str(path))
 
 
 def scenario_from_data(data: Any, base_dir: str = ".", where: str = "scenario") -> Scenario:

@@ -4,8 +4,9 @@
 type hints: unknown keys, missing keys, wrong types and values outside the
 bounds a field declares in its metadata (`min`, `above`, `max`) raise a
 `UserError` that names the key by its path (`policies[2].stagger`) and the
-problem. Supported hints: bool, int, float, str, `X | None`, `Literal[...]`,
-`tuple[X, ...]`, `dict[str, X]`, unions of scalars, and nested dataclasses.
+problem, quoting at most a short excerpt of the value. Supported hints: bool,
+int, float, str, `X | None`, `Literal[...]`, `tuple[X, ...]`, `dict[str, X]`,
+unions of scalars, and nested dataclasses.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typing
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from emulator.errors import UserError
+from emulator.errors import UserError, clip, excerpt
 
 
 def fail(where: str, problem: str):
@@ -61,7 +62,7 @@ def convert(tp, value: Any, where: str, bounds: typing.Mapping = types.MappingPr
         fail(where, f"must be {describe(tp)}, got {type_name(value)}")
     if origin is Literal:
         if value not in get_args(tp) or isinstance(value, bool) != any(isinstance(a, bool) for a in get_args(tp)):
-            fail(where, f"must be {describe(tp)}, got {value!r}")
+            fail(where, f"must be {describe(tp)}, got {excerpt(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, list):
@@ -75,37 +76,45 @@ def convert(tp, value: Any, where: str, bounds: typing.Mapping = types.MappingPr
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                fail(where, f"keys must be strings, got {k!r}")
-            out[k] = convert(item, v, f"{where}.{k}", bounds)
+                fail(where, f"keys must be strings, got {excerpt(k)}")
+            out[k] = convert(item, v, f"{where}.{clip(k)}", bounds)
         return out
     if is_dataclass(tp):
         return parse(tp, value, where)
     if tp is bool:
         if not isinstance(value, bool):
-            fail(where, f"must be true or false, got {value!r}")
+            fail(where, f"must be true or false, got {excerpt(value)}")
         return value
     if tp is int:
         if not isinstance(value, int) or isinstance(value, bool):
-            fail(where, f"must be an integer, got {value!r}")
+            fail(where, f"must be an integer, got {excerpt(value)}")
         return check_bounds(value, where, bounds)
     if tp is float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            fail(where, f"must be a finite number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(as_float(value)):
+            fail(where, f"must be a finite number, got {excerpt(value)}")
         return check_bounds(float(value), where, bounds)
     if tp is str:
         if not isinstance(value, str) or not value:
-            fail(where, f"must be a non-empty string, got {value!r}")
+            fail(where, f"must be a non-empty string, got {excerpt(value)}")
         return value
     raise TypeError(f"schema: unsupported type {tp!r} at {where}")
 
 
+def as_float(value: int | float) -> float:
+    """`value` as a float; an integer too large for one is infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def check_bounds(value, where: str, bounds: typing.Mapping):
     if "min" in bounds and value < bounds["min"]:
-        fail(where, f"must be >= {bounds['min']}, got {value!r}")
+        fail(where, f"must be >= {bounds['min']}, got {excerpt(value)}")
     if "above" in bounds and value <= bounds["above"]:
-        fail(where, f"must be > {bounds['above']}, got {value!r}")
+        fail(where, f"must be > {bounds['above']}, got {excerpt(value)}")
     if "max" in bounds and value > bounds["max"]:
-        fail(where, f"must be <= {bounds['max']}, got {value!r}")
+        fail(where, f"must be <= {bounds['max']}, got {excerpt(value)}")
     return value
 
 
@@ -119,7 +128,7 @@ def parse(cls, data: Any, where: str, parsed: typing.Mapping[str, Any] = types.M
     known = {f.name: f for f in fields(cls) if f.init}
     for key in data:
         if key not in known:
-            fail(f"{where}.{key}" if isinstance(key, str) else where,
+            fail(f"{where}.{clip(key)}" if isinstance(key, str) else where,
                  f"unknown key; expected one of: {', '.join(known)}")
     values = {}
     for name, f in known.items():
