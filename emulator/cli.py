@@ -14,10 +14,28 @@ from emulator.devices import DEFAULT_DEVICE
 from emulator.errors import UserError
 
 
+SEED_LIMIT = 2**32  # numpy's seed sequence refuses negative seeds; 32 bits keep a seed short to quote
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, no usage dump
         raise UserError(f"{self.prog}: {message}")
 
+
+def clip(text: str, limit: int = 60) -> str:
+    """A user's value quoted for a message, cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def seed(text: str) -> int:
+    """`--seed`: a non-negative integer below 2**32."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer below 2**32, got {clip(text)}")
+    return value
 
 
 def cmd_list(args) -> None:
@@ -143,7 +161,7 @@ def parser() -> Parser:
     r = sub.add_parser("run", help="simulate a scenario's traffic under each of its policies")
     r.add_argument("scenario", help="scenario YAML file (see configs/)")
     r.add_argument("--out", help="results directory (default: the scenario's, else results/<name>/)")
-    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--seed", type=seed, help="override the scenario's seed (0 to 2**32 - 1)")
     r.add_argument("--trace", action="store_true", help="also write a Chrome/Perfetto trace.json per policy")
     r.set_defaults(run=cmd_run)
     w = sub.add_parser("sweep", help="run a design-space sweep of scenarios into one table")
@@ -167,4 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `... | head` closed the pipe
         return 0
+    except OSError as e:  # the machine refused a file: say which, in one line
+        where = f": {clip(str(e.filename))}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     return 0

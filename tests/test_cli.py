@@ -62,3 +62,43 @@ def test_core_packages_never_import_torch():
     code = "import sys, emulator, workloads, emulator.cli, emulator.describe; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+SMALL = """name: small
+horizon_s: 2
+traffic:
+  - {name: c, workload: stable-diffusion, knobs: {image_size: 256, steps: 2}, max_requests: 2,
+     arrival: {process: fixed, rate_per_s: 4}}
+policies:
+  - {policy: fcfs}
+  - {policy: step-batch}
+"""
+
+
+@pytest.fixture
+def small(tmp_path, monkeypatch):
+    """A scratch working directory holding a small scenario (small.yaml) and a plain file (afile.txt)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(SMALL)
+    (tmp_path / "afile.txt").write_text("not a folder\n")
+    return tmp_path
+
+
+def in_dir(where, *args):
+    return subprocess.run([sys.executable, "-m", "emulator", *args], capture_output=True, text=True, timeout=60,
+                          cwd=where)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--out", "afile.txt"], "cannot write results to afile.txt: it is a file, not a folder"),
+    (["--out", "/proc/x"], "cannot create the results folder /proc/x"),
+    (["--seed", "-1"], "--seed: must be a non-negative integer below 2**32, got '-1'"),
+    (["--seed", "4294967296"], "below 2**32"),
+    (["--seed", "9" * 100], "got '" + "9" * 60 + "...'"),
+])
+def test_case1_run_refuses_an_unusable_folder_or_seed_in_one_line(small, flags, fragment):
+    result = in_dir(small, "run", "small.yaml", *flags)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()] and fragment in result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert sorted(p.name for p in small.iterdir()) == ["afile.txt", "small.yaml"]  # nothing written

@@ -26,6 +26,7 @@ from emulator.engine.policies import POLICIES
 from emulator.engine.request import RequestClass
 from emulator.engine.scenario import PolicySpec, Scenario, resolve_path
 from emulator.engine.stepcost import StepCosts
+from emulator.errors import UserError
 
 
 @dataclass
@@ -102,6 +103,8 @@ def ticker(env, horizon_s: float, name: str):
 def run_scenario(s: Scenario, out_dir: Path | None, seed: int | None = None, trace: bool = False,
                  progress: bool = False) -> list[dict]:
     """Every policy of the scenario in turn; returns their summaries."""
+    if out_dir is not None:
+        results_dir(out_dir)
     ctx = Context(s)
     seed = s.seed if seed is None else seed
     summaries = []
@@ -115,6 +118,22 @@ def run_scenario(s: Scenario, out_dir: Path | None, seed: int | None = None, tra
     if out_dir is not None:
         write_comparison(summaries, out_dir / "comparison.csv")
     return summaries
+
+
+def clip(path: Path, limit: int = 60) -> str:
+    """A path for a message, cut to `limit` characters."""
+    text = str(path)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def results_dir(path: Path) -> None:
+    """Create the results folder, or say in one line why it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"cannot write results to {clip(path)}: it is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the results folder {clip(path)} ({e.strerror or e})") from None
 
 
 TABLE = (  # header, summary getter, format
