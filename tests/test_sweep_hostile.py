@@ -117,3 +117,40 @@ def test_case1_the_cli_says_it_in_one_line_with_exit_code_2(tmp_path, ran, capsy
     assert main(["sweep", str(write_sweep(tmp_path, {RATE: [0.3, 0.5]})), "--out", out, "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "different sweep (axes changed)" in err
+
+
+# Case 2: an axis path with a typo failed every run, yet the sweep exited 0 with an empty pareto.png.
+
+@pytest.mark.parametrize("axis, says", [
+    ("traffic[0].arival.rate_per_s", "traffic[0] has no key 'arival' (it has: arrival, knobs, name, workload)"),
+    ("traffic[5].arrival.rate_per_s", "traffic has 1 entry, so no [5]"),
+    ("traffic[5]", "traffic has 1 entry, so no [5]"),
+    ("traffic[0].arrival.rate_per_sec", "traffic[0].arrival has no key 'rate_per_sec' (it has: process, rate_per_s)"),
+    ("policies[2].stagger", "policies has 2 entries, so no [2]"),
+    ("policies[1].stager", "policies[1] has no key 'stager'"),
+    ("traffic[0].knobs.stepz", "traffic[0].knobs has no key 'stepz' (it has: image_size, steps)"),
+    ("traffic.arrival", "traffic is a list of 1; index it as traffic[i]"),
+    ("horizon_s.x", "horizon_s is a number, which has no keys"),
+    ("horizonn", "the base scenario has no key 'horizonn'"),
+])
+def test_case2_an_axis_path_that_leads_nowhere_is_refused_before_any_run(tmp_path, ran, capsys, axis, says):
+    path = write_sweep(tmp_path, {axis: [1, 2]})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path}: axis {axis!r}: " + err.split(": ", 3)[3] and err.count("\n") == 1
+    assert says in err
+    assert ran == [] and not (tmp_path / "out").exists()
+
+
+def test_case2_keys_the_base_leaves_to_their_default_can_still_be_swept(tmp_path, ran):
+    table = sweep(write_sweep(tmp_path, {"traffic[0].max_requests": [3, 5], "drain": [False]}),
+                  tmp_path / "out", workers=1)
+    assert len(ran) == 2 and len(table) == 4
+
+
+def test_case2_a_long_bad_path_is_quoted_short(tmp_path, ran):
+    axis = "traffic[0]." + "x" * 500
+    with pytest.raises(UserError) as e:
+        sweep(write_sweep(tmp_path, {axis: [1]}), tmp_path / "out", workers=1)
+    message = str(e.value).split("sweep.yaml: ", 1)[1]
+    assert len(message) < 250 and "xxx...xxx" in message

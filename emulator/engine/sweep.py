@@ -2,7 +2,8 @@
 
 A sweep file names a base scenario, the axes to vary (dotted paths into the
 base scenario's YAML, e.g. `policies[2].stagger` or `traffic[0].arrival.rate_per_s`),
-grid or random sampling, and seeds. Each run is the base with one combination of
+grid or random sampling, and seeds; an axis path that leads nowhere in the base is
+refused before any run. Each run is the base with one combination of
 axis values and one seed; every policy of the base runs on it, giving one row
 per (run, policy): the run id, the swept values, the seed, the policy and every
 summary metric, or the run's error. Rows are appended to `results.csv` as runs
@@ -79,6 +80,11 @@ def split_path(path: str) -> list:
     return keys
 
 
+def path_text(keys: list) -> str:
+    """['policies', 2, 'stagger'] -> `policies[2].stagger`, as the scenario's messages name it."""
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+
+
 def set_path(data: dict, path: str, value) -> None:
     keys = split_path(path)
     node = data
@@ -92,6 +98,77 @@ def set_path(data: dict, path: str, value) -> None:
     if not isinstance(node, (dict, list)):
         raise UserError(f"axis {path!r}: {type_name(node)} has no keys")
     node[keys[-1]] = list(value) if isinstance(value, tuple) else value
+
+
+def check_axes(sweep: SweepFile, base: Any, base_dir: Path) -> None:
+    """Refuse, before any run, an axis whose path leads nowhere in the base scenario."""
+    for axis, values in sweep.axes.items():
+        problem = path_problem(base, split_path(axis)) or unknown_leaf(base, base_dir, axis, values)
+        if problem:
+            raise UserError(f"axis {short(axis)!r}: {problem}")
+
+
+def path_problem(data: Any, keys: list) -> str | None:
+    """Why the path `keys` cannot be set in `data` (a key or index missing on the way), or None.
+
+    The last key may be missing from its mapping: a scenario may set what its base leaves to the default."""
+    node, where = data, ""
+    for depth, key in enumerate(keys):
+        here = where or "the base scenario"
+        if isinstance(key, int):
+            if not isinstance(node, list):
+                return f"{here} is {type_name(node)}, not a list, so it has no [{key}]"
+            if key >= len(node):
+                return f"{here} has {len(node)} entr{'y' if len(node) == 1 else 'ies'}, so no [{key}]"
+            where += f"[{key}]"
+        else:
+            if isinstance(node, list):
+                return f"{here} is a list of {len(node)}; index it as {short(where)}[i]"
+            if not isinstance(node, dict):
+                return f"{here} is {type_name(node)}, which has no keys"
+            if key not in node:
+                return None if depth == len(keys) - 1 else missing_key(here, key, node)
+            where = f"{where}.{key}" if where else key
+        node = node[key]
+    return None
+
+
+def missing_key(where: str, key: str, node: dict) -> str:
+    return f"{short(where)} has no key {short(key)!r} (it has: {short(', '.join(map(str, node))) or 'none'})"
+
+
+def unknown_leaf(base: dict, base_dir: Path, axis: str, values: tuple) -> str | None:
+    """For an axis that adds a key its base lacks: why, when the scenario format knows no such key there."""
+    keys = split_path(axis)
+    parent = base
+    for key in keys[:-1]:
+        parent = parent[key]
+    if not isinstance(keys[-1], str) or keys[-1] in parent:
+        return None
+    baseline = scenario_problem(base, base_dir)
+    for value in values:
+        data = copy.deepcopy(base)
+        set_path(data, axis, value)
+        problem = scenario_problem(data, base_dir)
+        if problem is None:
+            return None
+        if problem != baseline and ("unknown key" in problem or " takes no --" in problem):  # a key, or a knob
+            return missing_key(path_text(keys[:-1]) or "the base scenario", keys[-1], parent) + \
+                " and a scenario has no such key there"
+    return None
+
+
+def scenario_problem(data: dict, base_dir: Path) -> str | None:
+    """The scenario format's objection to `data`, or None (also when it fails another way)."""
+    from emulator.engine.scenario import scenario_from_data
+
+    try:
+        scenario_from_data(data, str(base_dir), "axis")
+    except UserError as e:
+        return str(e)
+    except (ValueError, RuntimeError, OSError, LookupError, TypeError):
+        pass
+    return None
 
 
 def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
@@ -128,6 +205,10 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
         if missing:
             raise UserError(f"{path}: policies {missing} are not in {sweep.base} (it has {', '.join(named)})")
         base["policies"] = [named[n] for n in sweep.policies]
+    try:
+        check_axes(sweep, base, base_path.parent)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     return sweep, base, base_path.parent
 
 
