@@ -154,3 +154,28 @@ def test_case2_a_long_bad_path_is_quoted_short(tmp_path, ran):
         sweep(write_sweep(tmp_path, {axis: [1]}), tmp_path / "out", workers=1)
     message = str(e.value).split("sweep.yaml: ", 1)[1]
     assert len(message) < 250 and "xxx...xxx" in message
+
+
+# Case 3: an --out that is an existing file (or cannot be created) ended in a FileExistsError traceback.
+
+@pytest.mark.parametrize("out, says", [
+    ("afile.txt", "afile.txt: is a file, not a folder"),
+    ("afile.txt/sub", "afile.txt/sub: cannot create this folder (Not a directory)"),
+    ("/proc/x", "--out /proc/x: cannot create this folder (No such file or directory)"),
+])
+def test_case3_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, ran, capsys, out, says):
+    (tmp_path / "afile.txt").write_text("keep me\n")
+    out = out if out.startswith("/") else str(tmp_path / out)
+    assert main(["sweep", str(write_sweep(tmp_path, {RATE: [1.0]})), "--out", out, "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and err.count("\n") == 1 and says in err
+    assert ran == [] and (tmp_path / "afile.txt").read_text() == "keep me\n"
+
+
+def test_case3_a_long_out_is_quoted_short(tmp_path, ran):
+    deep = tmp_path / ("d" * 200) / ("f" * 200)
+    deep.parent.mkdir()
+    deep.write_text("")
+    with pytest.raises(UserError) as e:
+        sweep(write_sweep(tmp_path, {RATE: [1.0]}), deep, workers=1)
+    assert len(str(e.value)) < 150 and "...fff" in str(e.value)

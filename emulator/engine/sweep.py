@@ -326,6 +326,16 @@ def fingerprint(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def make_out(out: Path) -> None:
+    """Create the results folder, or say in one line why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {short(out)}: is a file, not a folder; give a folder (new or from this sweep)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {short(out)}: cannot create this folder ({e.strerror or e})") from None
+
+
 def claim_out(out: Path, spec: dict) -> None:
     """Record the specification beside results.csv, or refuse a folder whose rows another one wrote."""
     path, mark = out / SPEC_FILE, fingerprint(spec)
@@ -374,7 +384,7 @@ def write_atomically(path: Path, text: str) -> None:
 def execute(sweep: SweepFile, base: dict, base_dir: Path, out: Path, workers: int | None = None,
             ray_address: str | None = None, progress: bool = True) -> Path:
     """Run every unfinished run, appending rows to out/results.csv; returns that path (sorted at the end)."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_out(out)
     claim_out(out, resolved_spec(sweep, base))
     results = out / "results.csv"
     runs = expand(sweep)
