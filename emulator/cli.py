@@ -1,7 +1,7 @@
 """The command line: `python -m emulator list | describe WORKLOAD ... | run SCENARIO.yaml ... | sweep SWEEP.yaml`.
 
-User errors print one line and exit with code 2; the workload suite is imported
-only by the commands that need it.
+User errors print one line and exit with code 2, Ctrl-C one line and code 130;
+the workload suite is imported only by the commands that need it.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def parser() -> Parser:
     r.add_argument("--out", help="results directory (default: the scenario's, else results/<name>/)")
     r.add_argument("--seed", type=seed, help="override the scenario's seed (0 to 2**32 - 1)")
     r.add_argument("--trace", action="store_true", help="also write a Chrome/Perfetto trace.json per policy")
-    r.set_defaults(run=cmd_run)
+    r.set_defaults(run=cmd_run, interrupted="no results written")
     w = sub.add_parser("sweep", help="run a design-space sweep of scenarios into one table")
     w.add_argument("sweep", help="sweep YAML file (see configs/sweep-*.yaml)")
     w.add_argument("--workers", type=int, help="local processes (default: all cores)")
@@ -172,14 +172,19 @@ def parser() -> Parser:
     w.add_argument("--heatmap", nargs=2, metavar=("X_AXIS", "Y_AXIS"), help="axes of heatmap.png (default: "
                    "the first two)")
     w.add_argument("--metric", default="latency_p99_s", help="metric of heatmap.png (default latency_p99_s)")
-    w.set_defaults(run=cmd_sweep)
+    w.set_defaults(run=cmd_sweep, interrupted="finished runs are kept in results.csv; run again to resume")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = parser().parse_args(argv)
         args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; `run` has removed its staging folder
+        what = getattr(args, "interrupted", None)
+        print(("\n" if sys.stderr.isatty() else "") + "interrupted" + (f": {what}" if what else ""), file=sys.stderr)
+        return 130
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -183,6 +183,12 @@ class Metrics:
                 self._flush(s)
         for r in list(self.live.values()):
             self._row(r, "in_flight", "")
+        if self.trace:
+            self.trace.end()
+        self.close()
+
+    def close(self) -> None:
+        """Close the output files (again is harmless): after `finish`, or when the run failed."""
         if self._requests is not None:
             self._requests_file.close()
             self._timeseries_file.close()

@@ -5,14 +5,20 @@ processes for one policy, runs to the horizon (or until drained), checks that
 every arrived request is accounted for, and writes `summary.json`,
 `requests.csv`, `timeseries.csv` (and `trace.json`). Pipelines, cost models and
 memoized step costs are built once per scenario and shared by its policies.
+`run_scenario` writes every policy's results into a staging folder beside the
+target and moves them into place only when all have run, so a failed or
+interrupted run leaves nothing that looks like a result.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,28 +65,14 @@ class Context:
 
 def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: int,
                     trace: bool = False, progress: bool = False) -> dict:
+    """One policy on the scenario's traffic: its outputs written into `out_dir`, its summary returned."""
     s = ctx.scenario
-    env = simpy.Environment()
     metrics = Metrics(out_dir, s.resolution_s, trace)
-    klass = POLICIES[spec.policy]
-    groups = [(g.name, g.devices, g.stages, ctx.costs[g.device or s.device].model) for g in s.groups]
-    costs = {g.name: ctx.costs[g.device or s.device] for g in s.groups}
-    cluster = Cluster(env, groups, ctx.classes, costs, spec.router or s.cluster.router,
-                      lambda device: klass(spec.params, device), metrics)
-    metrics.attach(cluster.devices)
-    ids = itertools.count()
-    for cls, t in zip(ctx.classes, s.traffic):
-        rng = np.random.default_rng([seed, cls.index])
-        start_arrivals(env, cluster, cls, t.arrival, s.horizon_s, t.max_requests, rng, ids, s.base_dir)
-    if progress:
-        env.process(ticker(env, s.horizon_s, spec.name))
-    env.run() if s.drain else env.run(until=s.horizon_s)
-    end_s = env.now
-    in_flight = cluster.in_flight()
-    if metrics.n_arrived != metrics.n_completed + metrics.n_rejected + in_flight or len(metrics.live) != in_flight:
-        raise RuntimeError(f"policy {spec.name}: {metrics.n_arrived} arrived but {metrics.n_completed} completed, "
-                           f"{metrics.n_rejected} rejected and {in_flight} in flight ({len(metrics.live)} live)")
-    metrics.finish(end_s)
+    try:
+        end_s = replay(ctx, spec, metrics, seed, progress)
+        metrics.finish(end_s)
+    finally:
+        metrics.close()
     if progress:
         print(file=sys.stderr)
     summary = {
@@ -94,6 +86,30 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
     return summary
 
 
+def replay(ctx: Context, spec: PolicySpec, metrics: Metrics, seed: int, progress: bool) -> float:
+    """Run the cluster under one policy to the horizon (or drained); the simulated end time."""
+    s = ctx.scenario
+    env = simpy.Environment()
+    klass = POLICIES[spec.policy]
+    groups = [(g.name, g.devices, g.stages, ctx.costs[g.device or s.device].model) for g in s.groups]
+    costs = {g.name: ctx.costs[g.device or s.device] for g in s.groups}
+    cluster = Cluster(env, groups, ctx.classes, costs, spec.router or s.cluster.router,
+                      lambda device: klass(spec.params, device), metrics)
+    metrics.attach(cluster.devices)
+    ids = itertools.count()
+    for cls, t in zip(ctx.classes, s.traffic):
+        rng = np.random.default_rng([seed, cls.index])
+        start_arrivals(env, cluster, cls, t.arrival, s.horizon_s, t.max_requests, rng, ids, s.base_dir)
+    if progress:
+        env.process(ticker(env, s.horizon_s, spec.name))
+    env.run() if s.drain else env.run(until=s.horizon_s)
+    in_flight = cluster.in_flight()
+    if metrics.n_arrived != metrics.n_completed + metrics.n_rejected + in_flight or len(metrics.live) != in_flight:
+        raise RuntimeError(f"policy {spec.name}: {metrics.n_arrived} arrived but {metrics.n_completed} completed, "
+                           f"{metrics.n_rejected} rejected and {in_flight} in flight ({len(metrics.live)} live)")
+    return env.now
+
+
 def ticker(env, horizon_s: float, name: str):
     while env.now < horizon_s:
         print(f"\r  {name}: {env.now:8.1f} / {horizon_s:g} s simulated", end="", file=sys.stderr, flush=True)
@@ -102,9 +118,19 @@ def ticker(env, horizon_s: float, name: str):
 
 def run_scenario(s: Scenario, out_dir: Path | None, seed: int | None = None, trace: bool = False,
                  progress: bool = False) -> list[dict]:
-    """Every policy of the scenario in turn; returns their summaries."""
-    if out_dir is not None:
-        results_dir(out_dir)
+    """Every policy of the scenario in turn; returns their summaries.
+
+    Results are written into a staging folder beside `out_dir` and moved into
+    it only once every policy has run: a run that fails or is interrupted
+    leaves nothing behind.
+    """
+    if out_dir is None:
+        return run_policies(s, None, seed, trace, progress)
+    with staged(out_dir) as staging:
+        return run_policies(s, staging, seed, trace, progress)
+
+
+def run_policies(s: Scenario, out_dir: Path | None, seed: int | None, trace: bool, progress: bool) -> list[dict]:
     ctx = Context(s)
     seed = s.seed if seed is None else seed
     summaries = []
@@ -120,20 +146,57 @@ def run_scenario(s: Scenario, out_dir: Path | None, seed: int | None = None, tra
     return summaries
 
 
+# -- the results folder -------------------------------------------------------------------------------
+
 def clip(path: Path, limit: int = 60) -> str:
     """A path for a message, cut to `limit` characters."""
     text = str(path)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def results_dir(path: Path) -> None:
-    """Create the results folder, or say in one line why it cannot be."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"cannot write results to {clip(path)}: it is a file, not a folder")
+@contextmanager
+def staged(target: Path):
+    """A new folder beside `target` to write results into: published into `target` on success, removed on
+    any failure (Ctrl-C included)."""
+    staging = staging_dir(target)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        yield staging
+        publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+
+
+def staging_dir(target: Path) -> Path:
+    """Create the staging folder beside `target`, or say in one line why results cannot go there."""
+    if target.exists() and not target.is_dir():
+        raise UserError(f"cannot write results to {clip(target)}: it is a file, not a folder")
+    parent = target.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{target.absolute().name}.partial-", dir=parent))
     except OSError as e:
-        raise UserError(f"cannot create the results folder {clip(path)} ({e.strerror or e})") from None
+        raise UserError(f"cannot create the results folder {clip(target)} ({e.strerror or e})") from None
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move finished results into `target`: the whole folder when it is new, else entry by entry, each
+    replacing its namesake (policy folders, comparison.csv last); other entries of `target` stay."""
+    try:
+        staging.rename(target)  # target absent or empty: one atomic rename
+        return
+    except OSError:
+        if not target.is_dir():
+            raise
+    entries = sorted(staging.iterdir(), key=lambda p: (p.name == "comparison.csv", p.name))
+    replaced = staging / ".replaced"
+    replaced.mkdir()
+    for entry in entries:
+        dest = target / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            dest.rename(replaced / entry.name)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        entry.rename(dest)
 
 
 TABLE = (  # header, summary getter, format

@@ -36,6 +36,9 @@ class TraceWriter:
         self._event({"name": name, "ph": "C", "pid": device, "ts": round(time_s * US, 3),
                      "args": {name: round(value, 6)}})
 
-    def close(self) -> None:
+    def end(self) -> None:
+        """Close the event array: the file is complete."""
         self.file.write("\n]}\n")
+
+    def close(self) -> None:
         self.file.close()
