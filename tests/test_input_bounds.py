@@ -125,3 +125,68 @@ def test_case1_excerpt_is_short_and_marks_the_cut():
     for value in (shared, "x" * 10**6, 10**5000):
         text = excerpt(value)
         assert len(text) <= EXCERPT_CHARS and text.endswith(("...", ">")), text
+
+
+# -- case 2: unbounded work ------------------------------------------------------------------------------------
+
+
+def with_traffic(**changes):
+    data = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        path, target = key.split("."), data
+        if path[0] == "t":  # the traffic class
+            path, target = path[1:], data["traffic"][0]
+        for k in path[:-1]:
+            target = target[k]
+        target[path[-1]] = value
+    return data
+
+
+def test_case2_a_billion_requests_are_refused_naming_the_estimate_and_the_key():
+    data = with_traffic(**{"t.arrival.rate_per_s": 1e8})
+    message = refusal(lambda: scenario_from_data(data, where="s.yaml"))
+    assert message == ("s.yaml: estimated 5.2e+10 engine events per policy (traffic[0]: 1e+09 requests x 52 stage "
+                       "calls) exceed limits.max_events = 100000000; set limits: {max_events: N} to allow more")
+
+
+@pytest.mark.parametrize("changes", [
+    {"t.max_requests": 10**12, "t.arrival.rate_per_s": 1e9, "horizon_s": 1e6},
+    {"t.arrival": {"process": "closed", "users": 10**9}},
+    {"t.arrival": {"process": "closed", "users": 8, "think_s": 0.0}, "horizon_s": 1e9},
+    {"t.arrival": {"process": "fixed", "rate_per_s": 1e-3}, "horizon_s": 1e12},
+    {"output": {"timeseries_resolution_s": 1e-6}, "horizon_s": 1e3},
+    {"cluster": {"devices": 10**9}},
+])
+def test_case2_every_way_to_unbounded_work_is_refused_up_front(changes):
+    message = refusal(lambda: scenario_from_data(with_traffic(**changes)))
+    assert "exceed limits.max_events" in message
+
+
+def test_case2_the_limit_is_a_scenario_key_and_real_loads_pass():
+    big = with_traffic(**{"t.arrival.rate_per_s": 100.0, "horizon_s": 3600.0})  # 360k requests, 18.7M calls
+    assert scenario_from_data(big).limits.max_events == 100_000_000
+    huge = with_traffic(**{"t.arrival.rate_per_s": 1e4, "horizon_s": 3600.0})
+    with pytest.raises(UserError, match="exceed limits.max_events"):
+        scenario_from_data(huge)
+    assert scenario_from_data({**huge, "limits": {"max_events": 10**10}}).limits.max_events == 10**10
+    closed = with_traffic(**{"t.arrival": {"process": "closed", "users": 8, "think_s": 1.0}, "horizon_s": 3600.0})
+    scenario_from_data(closed)  # each request takes seconds: some 10k requests, not a bound's worth
+    refusal(lambda: scenario_from_data({**BASE, "limits": {"max_events": 0}}))
+
+
+@pytest.mark.parametrize("knobs, message", [
+    ({"steps": 100_000_000}, "traffic[0]: --steps must be at most 10000, got 100000000"),
+    ({"steps": 10**5000}, "traffic[0]: --steps must be at most 10000, got <int of 16610 bits>"),
+])
+def test_case2_knobs_that_multiply_work_are_bounded(knobs, message):
+    data = with_traffic(**{"t.knobs": knobs})
+    assert refusal(lambda: scenario_from_data(data, where="s.yaml")) == "s.yaml: " + message
+
+
+def test_case2_output_tokens_are_bounded_for_describe_too():
+    import workloads
+
+    with pytest.raises(UserError, match=r"^--output-tokens must be at most \d+, got 10000000$"):
+        workloads.build("llama2-7b", output_tokens=10_000_000)
+    with pytest.raises(UserError, match="^--steps must be at most 10000, got 100000000$"):
+        workloads.build("stable-diffusion", steps=100_000_000)

@@ -1,7 +1,8 @@
 """WorkloadConfig: the knobs of one request, and their validation.
 
 A workload takes the fields its defaults set (not None); asking a workload for
-a knob it does not have is a user error, as is an impossible value.
+a knob it does not have is a user error, as is an impossible value or one past
+the bounds that keep the work of one request finite (MAXIMA).
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ class WorkloadConfig:
 
 ALWAYS_TAKEN = ("batch", "dtype")
 POSITIVE = ("batch", "frames", "steps", "prompt_tokens", "output_tokens", "image_size")
+MAXIMA = {  # knobs that multiply the stage calls of one request, bounded well past real use
+    "steps": 10_000,  # denoising schedules run up to 1000 steps
+    "output_tokens": 100_000,  # past every model's context here
+}
+
+
+def check_counts(cfg: WorkloadConfig) -> None:
+    """Every count knob is a positive integer, within MAXIMA where it has a bound."""
+    for key in POSITIVE:
+        value = getattr(cfg, key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {excerpt(value)}")
+        if value > MAXIMA.get(key, value):
+            raise UserError(f"--{key.replace('_', '-')} must be at most {MAXIMA[key]}, got {excerpt(value)}")
 
 
 def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **overrides) -> WorkloadConfig:
@@ -40,10 +57,7 @@ def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **ov
             flags = ", ".join("--" + k.replace("_", "-") for k in taken)
             raise UserError(f"{name} takes no --{clip(key).replace('_', '-')}; it takes {flags}")
     cfg = replace(defaults, **given)
-    for key in POSITIVE:
-        value = getattr(cfg, key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {excerpt(value)}")
+    check_counts(cfg)
     if cfg.dtype not in DTYPE_BYTES:
         raise UserError(f"--dtype {excerpt(cfg.dtype)} is not one of {', '.join(DTYPE_BYTES)}")
     if image_sizes is not None and cfg.image_size not in image_sizes:

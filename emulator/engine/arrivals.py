@@ -3,13 +3,15 @@
 Each is a SimPy process that creates requests and hands them to the cluster
 until the horizon (or the class's request cap). Randomness comes from the
 class's own generator, seeded from the scenario seed and the class's position,
-so adding a class does not change another's arrivals.
+so adding a class does not change another's arrivals. `expected_requests`
+estimates, before a run, how many requests a class will make.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,20 @@ def start_arrivals(env, cluster, cls: RequestClass, arrival, horizon_s: float, c
             env.process(user())
     else:
         env.process(open_loop(trace_gaps(Path(base_dir) / arrival.path, cls.name)))
+
+
+def expected_requests(arrival, horizon_s: float, cap: int | None, trace_rows: int, request_s) -> float:
+    """About how many requests a class makes: rate x horizon, the trace's rows, or each closed-loop
+    user's cycles (a request at least `request_s()` long, then the think time); never more than `cap`."""
+    process = arrival.process
+    if process in ("poisson", "fixed"):
+        n = arrival.rate_per_s * horizon_s + 1
+    elif process == "trace":
+        n = trace_rows
+    else:
+        cycle_s = arrival.think_s + request_s()
+        n = arrival.users * (horizon_s / cycle_s + 1) if cycle_s > 0 else math.inf
+    return n if cap is None else min(n, cap)
 
 
 def trace_gaps(path: Path, class_name: str):

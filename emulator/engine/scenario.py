@@ -9,6 +9,7 @@ defect a user can make ends in one line naming the key and the problem.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,15 @@ class Output:
     trace: bool = False
 
 
+MAX_EVENTS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    # Estimated engine events per policy: every request's stage calls, plus timeseries bins x devices.
+    max_events: int = field(default=MAX_EVENTS, metadata={"min": 1})
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     name: str  # label in the outputs
@@ -85,6 +95,7 @@ class Scenario:
     drain: bool = True  # after the horizon, run until every admitted request completes
     cluster: Cluster = field(default_factory=Cluster)
     output: Output = field(default_factory=Output)
+    limits: Limits = field(default_factory=Limits)
     base_dir: str = field(default=".", compare=False)  # where relative paths in the file resolve
 
     @property
@@ -128,43 +139,16 @@ def parse_policies(items: Any) -> tuple[PolicySpec, ...]:
 
 
 def check_cross_fields(s: Scenario) -> None:
-    """Checks that span several keys: arrivals, workloads and knobs, devices, stage placement."""
-    from emulator.cost import cost_model
-    from workloads import get
-
+    """Checks that span several keys: arrivals, workloads and knobs, devices, stage placement, work."""
     names = set()
+    trace_rows = []
     for i, t in enumerate(s.traffic):
-        where = f"traffic[{i}]"
         if t.name in names:
-            fail(f"{where}.name", f"{excerpt(t.name)} is used by another traffic class")
+            fail(f"traffic[{i}].name", f"{excerpt(t.name)} is used by another traffic class")
         names.add(t.name)
-        a = t.arrival
-        needs = {"poisson": "rate_per_s", "fixed": "rate_per_s", "closed": "users", "trace": "path"}[a.process]
-        if getattr(a, needs) is None:
-            fail(f"{where}.arrival.{needs}", f"missing (needed by process {a.process})")
-        if a.process == "trace":
-            from emulator.engine.arrivals import trace_gaps
-
-            if not is_file(Path(s.base_dir) / a.path):
-                fail(f"{where}.arrival.path", f"no such file {excerpt(a.path)}")
-            for _ in trace_gaps(Path(s.base_dir) / a.path, t.name):  # a bad row fails now, not mid-run
-                pass
-        try:
-            get(t.workload).config(**t.knobs)
-        except UserError as e:
-            fail(f"{where}", str(e))
-        except TypeError:
-            fail(f"{where}.knobs", "unknown knob; knobs are batch, image_size, frames, steps, prompt_tokens, "
-                 "output_tokens, guidance, dtype")
-    for i, g in enumerate(s.groups):
-        spec = g.device or s.device
-        where = f"cluster.groups[{i}].device" if g.device else "device"
-        if not spec.endswith(".json") and spec not in catalog() and not is_file(Path(spec)):
-            fail(where, f"unknown device {excerpt(spec)}; the catalog has: {', '.join(catalog())}")
-        try:
-            cost_model(resolve_path(s, spec), s.attention)
-        except UserError as e:
-            fail(where, str(e))
+        trace_rows.append(check_arrival(s, t, f"traffic[{i}].arrival"))
+        check_knobs(t, f"traffic[{i}]")
+    models = check_devices(s)
     if s.cluster.groups:
         seen = set()
         for i, g in enumerate(s.cluster.groups):
@@ -173,6 +157,83 @@ def check_cross_fields(s: Scenario) -> None:
             seen.add(g.name)
         if sum(g.stages is None for g in s.cluster.groups) > 1:
             fail("cluster.groups", "at most one group may leave out stages (it serves the rest)")
+    check_work(s, trace_rows, models)
+
+
+def check_arrival(s: Scenario, t: TrafficClass, where: str) -> int:
+    """The arrival's process has what it needs; a trace is read through now. Returns a trace's rows."""
+    from emulator.engine.arrivals import trace_gaps
+
+    a = t.arrival
+    needs = {"poisson": "rate_per_s", "fixed": "rate_per_s", "closed": "users", "trace": "path"}[a.process]
+    if getattr(a, needs) is None:
+        fail(f"{where}.{needs}", f"missing (needed by process {a.process})")
+    if a.process != "trace":
+        return 0
+    if not is_file(Path(s.base_dir) / a.path):
+        fail(f"{where}.path", f"no such file {excerpt(a.path)}")
+    return sum(1 for _ in trace_gaps(Path(s.base_dir) / a.path, t.name))  # a bad row fails now, not mid-run
+
+
+def check_knobs(t: TrafficClass, where: str) -> None:
+    from workloads import get
+
+    try:
+        get(t.workload).config(**t.knobs)
+    except UserError as e:
+        fail(where, str(e))
+    except TypeError:
+        fail(f"{where}.knobs", "unknown knob; knobs are batch, image_size, frames, steps, prompt_tokens, "
+             "output_tokens, guidance, dtype")
+
+
+def check_devices(s: Scenario) -> list:
+    """Every group's device loads; returns their cost models."""
+    from emulator.cost import cost_model
+
+    models = []
+    for i, g in enumerate(s.groups):
+        spec = g.device or s.device
+        where = f"cluster.groups[{i}].device" if g.device else "device"
+        if not spec.endswith(".json") and spec not in catalog() and not is_file(Path(spec)):
+            fail(where, f"unknown device {excerpt(spec)}; the catalog has: {', '.join(catalog())}")
+        try:
+            models.append(cost_model(resolve_path(s, spec), s.attention))
+        except UserError as e:
+            fail(where, str(e))
+    return models
+
+
+def check_work(s: Scenario, trace_rows: list[int], models: list) -> None:
+    """Refuses a scenario whose estimated engine events per policy exceed limits.max_events."""
+    from emulator.engine.arrivals import expected_requests
+    from workloads import build
+
+    parts = []
+    for i, t in enumerate(s.traffic):
+        stages = build(t.workload, **t.knobs).stages
+        calls = sum(st.calls for st in stages)
+        n = expected_requests(t.arrival, s.horizon_s, t.max_requests, trace_rows[i],
+                              lambda stages=stages: request_lower_bound_s(stages, models))
+        parts.append((n * calls, f"traffic[{i}]: {n:.3g} requests x {calls} stage calls"))
+    devices = sum(g.devices for g in s.groups)
+    bins = math.ceil(s.horizon_s / s.resolution_s) + 1
+    parts.append((devices * bins, f"{bins:.3g} timeseries bins x {devices} devices"))
+    total = sum(n for n, _ in parts)
+    if total > s.limits.max_events:
+        _, biggest = max(parts)
+        raise UserError(f"estimated {total:.3g} engine events per policy ({biggest}) exceed limits.max_events "
+                        f"= {s.limits.max_events}; set limits: {{max_events: N}} to allow more")
+
+
+def request_lower_bound_s(stages, models: list) -> float:
+    """Seconds one request takes at least: every stage call as fast as its first, on the fastest device."""
+    from emulator.cost.timeline import GraphCoster
+
+    def first_call_s(stage, model) -> float:
+        return GraphCoster(stage.graph(), model, model.device.synchronous).call().seconds
+
+    return sum(st.calls * min(first_call_s(st, m) for m in models) for st in stages)
 
 
 def is_file(path: Path) -> bool:
