@@ -97,7 +97,7 @@ def cmd_run(args) -> None:
     scenario = load_scenario(args.scenario)
     out = Path(args.out or scenario.output.dir or Path("results") / scenario.name)
     progress = sys.stderr.isatty()
-    summaries = run_scenario(scenario, out, args.seed, args.trace or scenario.output.trace, progress)
+    summaries = run_scenario(scenario, out, args.seed, args.trace or scenario.output.trace, progress, args.scenario)
     print(f"{scenario.name}: {len(summaries)} policies on {scenario.device} ({scenario.attention} attention), "
           f"seed {summaries[0]['seed']}; results in {out}/")
     print(comparison_table(summaries))

@@ -88,3 +88,10 @@ def test_case2_ctrl_c_ends_at_once_with_one_line_and_no_results(work, capsys, mo
     assert entries(work) == ["big.yaml", "out", "small.yaml"]
     assert entries(work / "out") == ["comparison.csv"]  # the earlier run's results, untouched
     assert (work / "out" / "comparison.csv").read_text() == "an earlier run's table\n"
+
+
+def test_case3_a_model_too_large_for_the_device_names_the_scenario_file(work, capsys):
+    assert main(["run", "big.yaml", "--out", "out"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: big.yaml: cluster group all: the weights of the models it serves (")
+    assert line.endswith("GB) exceed the l4's 24 GB")

@@ -117,17 +117,30 @@ def ticker(env, horizon_s: float, name: str):
 
 
 def run_scenario(s: Scenario, out_dir: Path | None, seed: int | None = None, trace: bool = False,
-                 progress: bool = False) -> list[dict]:
+                 progress: bool = False, source: str | None = None) -> list[dict]:
     """Every policy of the scenario in turn; returns their summaries.
 
     Results are written into a staging folder beside `out_dir` and moved into
     it only once every policy has run: a run that fails or is interrupted
-    leaves nothing behind.
+    leaves nothing behind. `source`, the scenario's file, prefixes the errors
+    the scenario causes (a model too large for its device).
     """
     if out_dir is None:
-        return run_policies(s, None, seed, trace, progress)
-    with staged(out_dir) as staging:
+        with blamed_on(source):
+            return run_policies(s, None, seed, trace, progress)
+    with staged(out_dir) as staging, blamed_on(source):
         return run_policies(s, staging, seed, trace, progress)
+
+
+@contextmanager
+def blamed_on(source: str | None):
+    """User errors raised inside, prefixed with the scenario file that caused them."""
+    try:
+        yield
+    except UserError as e:
+        if source is None:
+            raise
+        raise UserError(f"{clip(Path(source))}: {e}") from None
 
 
 def run_policies(s: Scenario, out_dir: Path | None, seed: int | None, trace: bool, progress: bool) -> list[dict]:
