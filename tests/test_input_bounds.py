@@ -28,7 +28,7 @@ def refusal(load) -> str:
     with pytest.raises(UserError) as e:
         load()
     message = str(e.value)
-    assert "\n" not in message and len(message.split(": ", 1)[1]) < SHORT, message[:500]
+    assert "\n" not in message and len(message.split(": ", 1)[-1]) < SHORT, message[:500]
     return message
 
 
@@ -190,3 +190,29 @@ def test_case2_output_tokens_are_bounded_for_describe_too():
         workloads.build("llama2-7b", output_tokens=10_000_000)
     with pytest.raises(UserError, match="^--steps must be at most 10000, got 100000000$"):
         workloads.build("stable-diffusion", steps=100_000_000)
+
+
+# -- case 3: context lengths -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, knobs, message", [
+    ("llama2-7b", {"prompt_tokens": 12_000},
+     "--prompt-tokens 12000 + --output-tokens 128 = 12128 exceeds llama2-7b's context of 4096 tokens"),
+    ("llama2-7b", {"prompt_tokens": 4000, "output_tokens": 97},
+     "--prompt-tokens 4000 + --output-tokens 97 = 4097 exceeds llama2-7b's context of 4096 tokens"),
+    ("parti", {"prompt_tokens": 129}, "--prompt-tokens 129 exceeds parti's context of 128 tokens"),
+])
+def test_case3_prompt_and_output_beyond_the_context_are_refused(name, knobs, message):
+    import workloads
+
+    assert refusal(lambda: workloads.build(name, **knobs)) == message
+
+
+def test_case3_autoregressive_workloads_state_their_context_and_fill_it():
+    import workloads
+
+    assert workloads.get("llama2-7b").context_tokens == 4096 and workloads.get("parti").context_tokens == 128
+    decode = workloads.build("llama2-7b", prompt_tokens=4000, output_tokens=96).stage("decode")
+    assert decode.graph(call=decode.calls - 1).attention_ops[0].shape.kv_len == 4095
+    data = with_traffic(**{"t.workload": "llama2-7b", "t.knobs": {"prompt_tokens": 12_000}})
+    assert refusal(lambda: scenario_from_data(data, where="s.yaml")).startswith("s.yaml: traffic[0]: --prompt-tokens")

@@ -48,6 +48,17 @@ def check_counts(cfg: WorkloadConfig) -> None:
             raise UserError(f"--{key.replace('_', '-')} must be at most {MAXIMA[key]}, got {excerpt(value)}")
 
 
+def check_context(name: str, cfg: WorkloadConfig, context_tokens: int | None) -> None:
+    """Prompt plus output tokens fit the model's context, where it states one."""
+    used = (cfg.prompt_tokens or 0) + (cfg.output_tokens or 0)
+    if context_tokens is None or used <= context_tokens:
+        return
+    if cfg.output_tokens is None:
+        raise UserError(f"--prompt-tokens {used} exceeds {name}'s context of {context_tokens} tokens")
+    raise UserError(f"--prompt-tokens {cfg.prompt_tokens} + --output-tokens {cfg.output_tokens} = {used} exceeds "
+                    f"{name}'s context of {context_tokens} tokens")
+
+
 def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **overrides) -> WorkloadConfig:
     """Defaults with the given overrides (None means 'not given'), validated."""
     taken = [f.name for f in fields(WorkloadConfig) if f.name in ALWAYS_TAKEN or getattr(defaults, f.name) is not None]

@@ -6,7 +6,10 @@ microsoft/vidur vidur/config/model_config.py @7d47513: 32 layers, hidden 4096,
 32000 (untied output head). Prefill produces the first output token; each of
 the remaining output_tokens - 1 decode steps runs one token per sequence and
 attends to a KV cache one position longer than the step before. Only the last
-position's logits are computed (as Hugging Face's generate does).
+position's logits are computed (as Hugging Face's generate does). Context:
+4096 tokens of prompt plus output (the Llama 2 paper, arXiv 2307.09288,
+Table 1: context length 4k; max_position_embeddings 4096 in the Hugging Face
+config of meta-llama/Llama-2-7b-hf).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from workloads.workload import Workload, graph_stage
 LAYER = TransformerSpec(4096, 32, 11008, "swiglu", norm="rms", bias=False, rope=True)
 LAYERS = 32
 VOCAB = 32000
+CONTEXT = 4096
 
 
 def forward(b, batch: int, tokens: int, cache_len: int) -> None:
@@ -47,4 +51,5 @@ WORKLOAD = Workload(
     description="LLaMA-2-7B reference: prefill of the prompt, then token-by-token decode with a KV cache",
     defaults=WorkloadConfig(prompt_tokens=512, output_tokens=128),
     stages=stages,
+    context_tokens=CONTEXT,
 )

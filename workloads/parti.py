@@ -10,6 +10,8 @@ SentencePiece text vocabulary; the decoder's cross-attention keys and values of
 the text are projected once per request, in the encoder stage, and cached;
 each decode step runs one token per sequence against a self-attention KV
 cache that grows by one. The optional super-resolution module is not modelled.
+Context: the encoder's 128 text tokens (the paper's limit above); the decoder's
+1024 image tokens are fixed, so prompt_tokens is the one knob bounded by it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from workloads.workload import Workload, graph_stage, guided
 LAYER = TransformerSpec(4096, 64, 16384, "gelu")
 ENCODER_LAYERS, DECODER_LAYERS = 16, 64
 TEXT_VOCAB = 16000
+TEXT_CONTEXT = 128
 IMAGE_TOKENS = 1024
 DECODER = TokenTransformerSpec(LAYER, DECODER_LAYERS, 8192, IMAGE_TOKENS)
 VQGAN = ViTDecoderSpec(TransformerSpec(1280, 16, 5120, "gelu"), layers=32, grid=32, patch=8, code_dim=32,
@@ -65,6 +68,7 @@ WORKLOAD = Workload(
     name="parti",
     klass="text-to-image, autoregressive transformer",
     description="Parti 20B: encoder-decoder transformer, 1024 image tokens decoded one by one, ViT-VQGAN decoder",
-    defaults=WorkloadConfig(prompt_tokens=128, guidance=True),
+    defaults=WorkloadConfig(prompt_tokens=TEXT_CONTEXT, guidance=True),
     stages=stages,
+    context_tokens=TEXT_CONTEXT,
 )

@@ -1,4 +1,8 @@
-"""Workload: one entry of the suite, a pure function from a config to a Pipeline."""
+"""Workload: one entry of the suite, a pure function from a config to a Pipeline.
+
+An autoregressive workload states its context length: the most prompt plus
+generated text tokens its model attends over; configs past it are refused.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Callable
 
 from emulator.builder import GraphBuilder, Tensor
 from emulator.pipeline import Pipeline, Stage
-from workloads.config import WorkloadConfig, resolve
+from workloads.config import WorkloadConfig, check_context, resolve
 
 
 @dataclass(frozen=True)
@@ -19,9 +23,11 @@ class Workload:
     stages: Callable[[WorkloadConfig], tuple[Stage, ...]]
     image_sizes: range | None = None  # valid output sides, if image_size is a knob
     check: Callable[[WorkloadConfig], None] | None = None  # further validation, raising UserError
+    context_tokens: int | None = None  # autoregressive: the most prompt + output tokens (its source in the module)
 
     def config(self, **overrides) -> WorkloadConfig:
         cfg = resolve(self.name, self.defaults, self.image_sizes, **overrides)
+        check_context(self.name, cfg, self.context_tokens)
         if self.check:
             self.check(cfg)
         return cfg
