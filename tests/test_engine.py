@@ -120,8 +120,8 @@ def test_kv_cache_memory_bounds_continuous_batching_and_never_overflows(tmp_path
 
 
 def test_a_request_that_can_never_fit_is_rejected_with_its_reason(tmp_path):
-    # 16 sequences of 8192 positions: 16 x 8192 x 0.52 MB = 68.7 GB of KV cache, beyond an L4.
-    huge = one("llama2-7b", {"batch": 16, "prompt_tokens": 4096, "output_tokens": 4096})
+    # 16 sequences of LLaMA-2's full 4096-token context: 16 x 4096 x 0.52 MB = 34.4 GB of KV cache, beyond an L4.
+    huge = one("llama2-7b", {"batch": 16, "prompt_tokens": 2048, "output_tokens": 2048})
     out = run(tmp_path, [huge, {**one(), "name": "ok"}], [{"policy": "fcfs"}], device="l4")["fcfs"]
     assert out["requests"]["rejected"] == 1 and out["requests"]["completed"] == 1
     (reason,) = out["rejections"]
