@@ -96,8 +96,6 @@ HUGE = ["x" * 10_000, list(range(10_000)), {f"k{i}": i for i in range(5000)}, 10
                                   ("traffic", 0, "arrival", "rate_per_s"), ("traffic", 0, "knobs", "dtype")])
 @pytest.mark.parametrize("value", HUGE, ids=["str", "list", "dict", "int"])
 def test_case1_messages_quote_a_short_excerpt_of_a_huge_value(path, value):
-    if path == ("name",) and isinstance(value, str):
-        pytest.skip("a long name is case 4's")
     data = copy.deepcopy(BASE)
     node = data
     for key in path[:-1]:
@@ -216,3 +214,22 @@ def test_case3_autoregressive_workloads_state_their_context_and_fill_it():
     assert decode.graph(call=decode.calls - 1).attention_ops[0].shape.kv_len == 4095
     data = with_traffic(**{"t.workload": "llama2-7b", "t.knobs": {"prompt_tokens": 12_000}})
     assert refusal(lambda: scenario_from_data(data, where="s.yaml")).startswith("s.yaml: traffic[0]: --prompt-tokens")
+
+
+# -- case 4: result paths --------------------------------------------------------------------------------------
+
+NAME_RULE = "must be a folder name of up to 100 letters, digits, '-', '_' or '.' (not '.' or '..'), got "
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "..", ".", "a/b", "/abs", "a\\b", "nul\0", "x" * 101, "é", " "])
+def test_case4_a_scenario_or_policy_name_must_be_one_safe_folder(name):
+    message = refusal(lambda: scenario_from_data({**BASE, "name": name}, where="s.yaml"))
+    assert message == f"s.yaml: name: {NAME_RULE}{excerpt(name)}"
+    policies = [{"policy": "fcfs", "name": name}]
+    message = refusal(lambda: scenario_from_data({**BASE, "policies": policies}, where="s.yaml"))
+    assert message == f"s.yaml: policies[0].name: {NAME_RULE}{excerpt(name)}"
+
+
+def test_case4_ordinary_names_still_load():
+    for name in ("pods", "sweep-pods-3", "pods-2-stagger-0.5", "A_b.c", "x" * 100):
+        assert scenario_from_data({**BASE, "name": name, "policies": [{"policy": "fcfs", "name": name}]}).name == name

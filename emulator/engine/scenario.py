@@ -10,6 +10,7 @@ defect a user can make ends in one line naming the key and the problem.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,7 @@ class Output:
 
 
 MAX_EVENTS = 100_000_000
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")  # one folder of the results, on any file system
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ class Scenario:
         return self.output.timeseries_resolution_s or self.horizon_s / 500
 
 
+def check_name(name: Any, where: str) -> None:
+    """A name that becomes one folder under the results: refuses '..', '/' and the like."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        fail(where, "must be a folder name of up to 100 letters, digits, '-', '_' or '.' (not '.' or '..'), "
+                    f"got {excerpt(name)}")
+
+
 def parse_policies(items: Any) -> tuple[PolicySpec, ...]:
     if not isinstance(items, list):
         fail("policies", f"must be a list of policies, got {type_name(items)}")
@@ -123,8 +132,7 @@ def parse_policies(items: Any) -> tuple[PolicySpec, ...]:
         if not isinstance(kind, str) or kind not in POLICIES:
             fail(f"{where}.policy", f"unknown policy {excerpt(kind)}; choose one of: {', '.join(POLICIES)}")
         name = item.get("name", kind)
-        if not isinstance(name, str) or not name or "/" in name:
-            fail(f"{where}.name", f"must be a non-empty string without '/', got {excerpt(name)}")
+        check_name(name, f"{where}.name")
         if name in names:
             fail(f"{where}.name", f"{excerpt(name)} is used by another policy")
         names.add(name)
@@ -327,6 +335,7 @@ def scenario_from_data(data: Any, base_dir: str = ".", where: str = "scenario") 
             fail("policies", "missing")
         specs = parse_policies(data["policies"])
         s = parse(Scenario, {**data, "base_dir": base_dir}, "scenario", parsed={"policies": specs})
+        check_name(s.name, "name")
         if not s.traffic:
             fail("traffic", "at least one traffic class is needed")
         check_cross_fields(s)
