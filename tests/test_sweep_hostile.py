@@ -179,3 +179,41 @@ def test_case3_a_long_out_is_quoted_short(tmp_path, ran):
     with pytest.raises(UserError) as e:
         sweep(write_sweep(tmp_path, {RATE: [1.0]}), deep, workers=1)
     assert len(str(e.value)) < 150 and "...fff" in str(e.value)
+
+
+# Case 4: Ctrl-C printed a 23-line traceback and waited 8.6 s for the running tasks to finish.
+
+def interrupt_at_run_2(base, base_dir, run, name):
+    """A run function (module level, so a pool can pickle it): runs 0-1 finish, run 2 is Ctrl-C, 3+ hang."""
+    if run.run_id == 2:
+        time.sleep(1.0)  # after runs 0 and 1 are written
+        raise KeyboardInterrupt
+    if run.run_id > 2:
+        time.sleep(60)
+    return fake_rows(run)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_case4_ctrl_c_stops_at_once_keeps_the_rows_and_resumes(tmp_path, monkeypatch, workers):
+    path, out = write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}), tmp_path / "out"
+    monkeypatch.setattr(sweep_mod, "run_one", interrupt_at_run_2)
+    start = time.monotonic()
+    with pytest.raises(BaseException) as e:  # before the fix, the KeyboardInterrupt itself, late
+        sweep(path, out, workers=workers)
+    assert time.monotonic() - start < 10  # the hanging runs were ended, not waited for
+    assert isinstance(e.value, UserError)  # so the CLI prints it as one line with exit code 2
+    assert str(e.value) == "interrupted: 2 of 6 runs done; run the same command again to resume"
+    kept = (out / "results.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in kept] == ["run_id", "0", "0", "1", "1"]
+    calls = []
+    monkeypatch.setattr(sweep_mod, "run_one", lambda base, base_dir, run, name: calls.append(run.run_id)
+                        or fake_rows(run))
+    table = sweep(path, out, workers=1)
+    assert calls == [2, 3, 4, 5] and list(table["run_id"]) == [i for i in range(6) for _ in (0, 1)]
+
+
+def test_case4_the_cli_prints_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep_mod, "run_one", interrupt_at_run_2)
+    path = write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0]})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 2
+    assert capsys.readouterr().err == "error: interrupted: 2 of 3 runs done; run the same command again to resume\n"

@@ -11,7 +11,8 @@ finish, so an interrupted sweep resumes where it stopped; `sweep-spec.json` besi
 it holds a fingerprint of the whole resolved specification, and a folder written
 by a different specification is refused rather than resumed. Runs execute in a
 local process pool, or as Ray tasks; either way the table, sorted by run id and
-policy, is the same.
+policy, is the same. Ctrl-C stops the runs at once, keeps the rows written so
+far, and ends in one line (`SweepInterrupted`) rather than a traceback.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import copy
 import csv
 import hashlib
 import importlib.metadata
+import io
 import itertools
 import json
 import os
 import re
+import signal
 import sys
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +63,10 @@ class SweepFile:
     sampling: Literal["grid", "random"] = "grid"
     count: int | None = field(default=None, metadata={"min": 1})  # random sampling: how many combinations
     seeds: tuple[int, ...] = (0,)
+
+
+class SweepInterrupted(UserError):
+    """Ctrl-C during a sweep: the rows so far are kept, and running the same sweep again resumes it."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +269,7 @@ def columns(sweep: SweepFile) -> list[str]:
 
 def finished_runs(path: Path, cols: list[str]) -> set[int]:
     """Runs whose rows are all in the file; a line cut short by an interruption is dropped from it."""
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:
         return set()
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -270,10 +278,7 @@ def finished_runs(path: Path, cols: list[str]) -> set[int]:
         rows = list(reader)
     complete = [r for r in rows if r.get(cols[-1]) is not None and (r.get("run_id") or "").isdigit()]
     if len(complete) != len(rows):
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=cols)
-            writer.writeheader()
-            writer.writerows(complete)
+        write_atomically(path, csv_text(cols, complete, header=True))
     return {int(r["run_id"]) for r in complete}
 
 
@@ -375,7 +380,7 @@ def write_atomically(path: Path, text: str) -> None:
     """Replace `path` with `text` in one step: an interruption leaves the old file or the new, never half."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, newline="")
         os.replace(tmp, path)
     except OSError as e:
         raise UserError(f"{short(path)}: cannot be written ({e.strerror or e})") from None
@@ -391,22 +396,41 @@ def execute(sweep: SweepFile, base: dict, base_dir: Path, out: Path, workers: in
     cols = columns(sweep)
     done = finished_runs(results, cols)
     todo = [r for r in runs if r.run_id not in done]
-    new_file = not results.is_file()
     if done and progress:
         print(f"{sweep.name}: {len(done)} of {len(runs)} runs already in {results}; running the other "
               f"{len(todo)}", file=sys.stderr)
-    with open(results, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        if new_file:
-            writer.writeheader()
-        bar = progress_bar(len(todo), sweep.name, progress)
-        for rows in run_all(todo, base, str(base_dir), sweep.name, workers, ray_address):
-            writer.writerows(rows)
-            f.flush()
-            bar.update(1)
-        bar.close()
+    try:
+        append_runs(results, cols, run_all(todo, base, str(base_dir), sweep.name, workers, ray_address),
+                    progress_bar(len(todo), sweep.name, progress))
+    except KeyboardInterrupt:
+        raise SweepInterrupted(f"interrupted: {len(finished_runs(results, cols))} of {len(runs)} runs done; "
+                               "run the same command again to resume") from None
     sort_results(results, cols)
     return results
+
+
+def append_runs(results: Path, cols: list[str], finishing, bar: progress_bar) -> None:
+    """Append each finished run's rows in one write, so that an interruption keeps whole runs."""
+    new_file = not results.is_file() or results.stat().st_size == 0
+    try:
+        with open(results, "a", newline="") as f, closing(finishing):
+            if new_file:
+                f.write(csv_text(cols, [], header=True))
+            for rows in finishing:
+                f.write(csv_text(cols, rows))
+                f.flush()
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def csv_text(cols: list[str], rows: list[dict], header: bool = False) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def run_all(todo: list[Run], base: dict, base_dir: str, name: str, workers: int | None, ray_address: str | None):
@@ -418,12 +442,41 @@ def run_all(todo: list[Run], base: dict, base_dir: str, name: str, workers: int 
         for run in todo:
             yield run_one(base, base_dir, run, name)
         return
+    yield from run_pool(todo, base, base_dir, name, workers)
+
+
+def run_pool(todo: list[Run], base: dict, base_dir: str, name: str, workers: int | None):
+    """The runs in a local process pool; stopping early (Ctrl-C, an error) ends the workers at once."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=ignore_interrupts)
+    try:
         futures = [pool.submit(run_one, base, base_dir, run, name) for run in todo]
         for future in as_completed(futures):
             yield future.result()
+    except BaseException:  # KeyboardInterrupt, or GeneratorExit when the caller stops early
+        stop_pool(pool)
+        raise
+    pool.shutdown()
+
+
+def ignore_interrupts() -> None:
+    """In a worker: Ctrl-C reaches the whole process group; the parent alone handles it, by ending the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_pool(pool) -> None:
+    """Cancel the queued runs and end the running ones now, rather than wait for them to finish."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def run_ray(todo: list[Run], base: dict, base_dir: str, name: str, address: str):
@@ -437,9 +490,14 @@ def run_ray(todo: list[Run], base: dict, base_dir: str, name: str, address: str)
     task = ray.remote(run_one)
     base_ref = ray.put(base)
     pending = [task.remote(base_ref, base_dir, run, name) for run in todo]
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(ready[0])
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+    finally:
+        for ref in pending:  # stopped early: cancel what has not finished
+            with suppress(Exception):
+                ray.cancel(ref, force=True)
 
 
 def read_table(path: Path):
@@ -456,10 +514,7 @@ def sort_results(path: Path, cols: list[str]) -> None:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     rows.sort(key=lambda r: (int(r["run_id"]), r["policy"]))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomically(path, csv_text(cols, rows, header=True))
 
 
 class progress_bar:
