@@ -103,6 +103,20 @@ def test_profile_falls_back_outside_its_domain_and_counts_it():
     (lambda d: d["kinds"].update(warp_drive={}), "unknown kernel kind"),
     (lambda d: d["kinds"]["linear"].pop("curve"), "curve"),
     (lambda d: d.update(device="tpu"), "unknown device"),
+    # case 5: times and rates finite and positive (json reads Infinity and NaN), a kernel at most an hour
+    (lambda d: d["kinds"]["linear"]["points"][0].update(seconds=float("inf")), r"\[0\].seconds must be a positive"),
+    (lambda d: d["kinds"]["linear"]["points"][0].update(seconds=1e30), "got 1e[+]30"),
+    (lambda d: d["kinds"]["linear"]["points"][0].update(median_s=float("nan")), "median_s must be a positive"),
+    (lambda d: d["kinds"]["linear"]["points"][0].update(seconds=True), "seconds must be a positive"),
+    (lambda d: d["kinds"]["linear"]["curve"].update(flops_per_s=float("inf")), "curve.flops_per_s must be a finite"),
+    (lambda d: d["kinds"]["linear"]["curve"].update(bytes_per_s=0), "curve.bytes_per_s must be positive"),
+    (lambda d: d["kinds"]["linear"]["curve"].update(overhead_s=1e30), "curve.overhead_s must be at most 3600"),
+    (lambda d: d["kinds"]["linear"]["curve"].update(cache_bytes=1e6), "cache_bytes_per_s must be positive"),
+    (lambda d: d["host"].update(s_per_kernel=float("inf")), "host.s_per_kernel must be a number of seconds"),
+    (lambda d: d.update(host=[]), "host.s_per_kernel"),
+    (lambda d: d.update(kinds=[]), "kinds must be a mapping"),
+    (lambda d: d.update(dtype=[]), r"dtype \[\] is not one of"),
+    (lambda d: d["kinds"]["linear"]["points"][0].update(shape=5), "not a valid linear shape"),
 ])
 def test_bad_profiles_are_refused_in_one_line(tmp_path, mutate, message):
     data = profile_dict()

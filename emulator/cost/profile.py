@@ -18,8 +18,10 @@ A point's optional `median_s` is its median over passes as measured, where
 pooling moved `seconds` from it: interpolation between shapes goes through
 the medians (emulator/cost/predictor.py).
 `features` names the shape-feature set (emulator/cost/predictor.py) the kind
-was fitted in. `load_profile` refuses a wrong schema, an old version or a
-corrupted file with one line naming the file and the problem. `Profile`
+was fitted in. `load_profile` refuses a wrong schema, an old version, a
+corrupted file or a time or rate that is not finite and positive (JSON's
+Infinity and NaN included; a kernel time at most an hour) with one line naming
+the file and the problem. `Profile`
 predicts every op it covers (kind measured, same element width, shape inside
 the calibrated domain); for the rest it falls back to a roofline, counted: the
 kind's fitted curve for a measured kind of the same element width, else the
@@ -29,6 +31,7 @@ device's datasheet roofline.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -36,7 +39,7 @@ from pathlib import Path
 from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, kernel_kind
 from emulator.cost.predictor import FEATURE_SETS, KINDS, Curve, KindPredictor
 from emulator.cost.roofline import Roofline
-from emulator.devices import device
+from emulator.devices import catalog, device
 from emulator.errors import UserError, clip, excerpt
 from emulator.ops import DTYPE_BYTES, Op
 from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax
@@ -52,6 +55,7 @@ SHAPE_TYPES = {
 TUPLE_FIELDS = ("size", "kernel")
 POINT_KEYS = ("shape", "seconds")
 SOURCES = ("measured", "derived")
+MAX_KERNEL_S = 3600.0  # no one kernel runs an hour: a time past it is a corrupted or hand-edited file
 
 
 def shape_to_json(shape) -> dict:
@@ -89,16 +93,40 @@ def check_profile(data, where: str) -> None:
     for key in ("device", "dtype", "provenance", "host", "kinds"):
         if key not in data:
             fail(f"missing key {key!r}")
-    if data["dtype"] not in DTYPE_BYTES:
+    if not isinstance(data["dtype"], str) or data["dtype"] not in DTYPE_BYTES:
         fail(f"dtype {excerpt(data['dtype'])} is not one of {', '.join(DTYPE_BYTES)}")
     if not isinstance(data["provenance"], dict) or data["provenance"].get("source") not in SOURCES:
         fail(f"provenance.source must be one of {', '.join(SOURCES)}")
-    host = data["host"]
+    host = data["host"] if isinstance(data["host"], dict) else {}
     for key in ("s_per_kernel", "s_per_op"):
-        if not isinstance(host.get(key), (int, float)) or host[key] < 0:
-            fail(f"host.{key} must be a non-negative number")
+        if seconds_problem(host.get(key), zero=True):
+            fail(f"host.{key} must be a number of seconds from 0 to {MAX_KERNEL_S:g}, got {excerpt(host.get(key))}")
+    if not isinstance(data["kinds"], dict):
+        fail("kinds must be a mapping of kernel kinds")
     for kind, entry in data["kinds"].items():
         check_kind(kind, entry, fail)
+
+
+def seconds_problem(value, zero: bool = False) -> bool:
+    """Whether `value` is not a finite time in (0, MAX_KERNEL_S] ([0, ...] with `zero`)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return True
+    return not (0 <= value if zero else 0 < value) or value > MAX_KERNEL_S
+
+
+def curve_problem(curve: dict) -> str | None:
+    """What is wrong with a curve's values: rates, overhead and sharpness finite and positive, the cache
+    level's bytes and rate finite and not negative (0: a single memory level), a cache level with a rate."""
+    for key, value in curve.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return f"{key} must be a finite number, got {excerpt(value)}"
+        if value < 0 or (value == 0 and key not in ("cache_bytes", "cache_bytes_per_s")):
+            return f"{key} must be positive, got {excerpt(value)}"
+    if curve.get("overhead_s", 0) > MAX_KERNEL_S:
+        return f"overhead_s must be at most {MAX_KERNEL_S:g} s, got {excerpt(curve['overhead_s'])}"
+    if curve.get("cache_bytes", 0) > 0 and not curve.get("cache_bytes_per_s", 0) > 0:
+        return "cache_bytes_per_s must be positive where cache_bytes is"
+    return None
 
 
 def check_kind(kind: str, entry, fail) -> None:
@@ -110,24 +138,36 @@ def check_kind(kind: str, entry, fail) -> None:
         Curve(**entry["curve"])
     except (KeyError, TypeError):
         fail(f"kinds.{kind}.curve must hold flops_per_s, bytes_per_s, overhead_s")
+    problem = curve_problem(entry["curve"])
+    if problem:
+        fail(f"kinds.{kind}.curve.{problem}")
     points = entry.get("points")
     if not isinstance(points, list) or not points:
         fail(f"kinds.{kind}.points must be a non-empty list")
     for i, p in enumerate(points):
-        if not isinstance(p, dict) or any(k not in p for k in POINT_KEYS):
-            fail(f"kinds.{kind}.points[{i}] lacks one of {POINT_KEYS}")
-        for key in ("seconds", "median_s"):
-            if key in p and (not isinstance(p[key], (int, float)) or not p[key] > 0):
-                fail(f"kinds.{kind}.points[{i}].{key} must be a positive number")
-        try:
-            shape_from_json(kind, p["shape"])
-        except (TypeError, ValueError) as e:
-            fail(f"kinds.{kind}.points[{i}].shape is not a valid {kind} shape ({clip(str(e), 120)})")
+        check_point(f"kinds.{kind}.points[{i}]", kind, p, fail)
+
+
+def check_point(where: str, kind: str, p, fail) -> None:
+    if not isinstance(p, dict) or any(k not in p for k in POINT_KEYS):
+        fail(f"{where} lacks one of {POINT_KEYS}")
+    for key in ("seconds", "median_s"):
+        if key in p and seconds_problem(p[key]):
+            fail(f"{where}.{key} must be a positive number of seconds up to {MAX_KERNEL_S:g}, got {excerpt(p[key])}")
+    try:
+        shape_from_json(kind, p["shape"])
+    except (AttributeError, TypeError, ValueError) as e:
+        fail(f"{where}.shape is not a valid {kind} shape ({clip(str(e), 120)})")
 
 
 def shipped_profile(name: str) -> Path | None:
-    """The profile shipped in calibration/profiles/ for a catalog device, if any."""
-    path = resources.files("calibration").joinpath("profiles", f"{name}.json")
+    """The profile shipped in calibration/profiles/ for a catalog device (the file its catalog entry names),
+    or for any other name the shipped file `<name>.json`; None when there is none."""
+    entry = catalog().get(name)
+    filename = entry.profile if entry else f"{name}.json"
+    if filename is None:
+        return None
+    path = resources.files("calibration").joinpath("profiles", filename)
     return Path(str(path)) if path.is_file() else None
 
 
