@@ -233,3 +233,38 @@ def test_case4_a_scenario_or_policy_name_must_be_one_safe_folder(name):
 def test_case4_ordinary_names_still_load():
     for name in ("pods", "sweep-pods-3", "pods-2-stagger-0.5", "A_b.c", "x" * 100):
         assert scenario_from_data({**BASE, "name": name, "policies": [{"policy": "fcfs", "name": name}]}).name == name
+
+
+# -- case 6: the seed ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, message", [
+    (-1, "seed: must be >= 0, got -1"),
+    (1.5, "seed: must be an integer, got 1.5"),
+    ("7", "seed: must be an integer, got '7'"),
+    (2**32, "seed: must be <= 4294967295, got 4294967296"),
+    (10**5000, "seed: must be <= 4294967295, got <int of 16610 bits>"),
+], ids=["negative", "float", "string", "2**32", "huge"])
+def test_case6_a_scenario_seed_is_a_32_bit_non_negative_integer(value, message):
+    assert refusal(lambda: scenario_from_data({**BASE, "seed": value}, where="s.yaml")) == "s.yaml: " + message
+
+
+@pytest.mark.parametrize("text, message", [
+    ("-1", "--seed: must be >= 0, got -1"),
+    ("1.5", "--seed: must be an integer, got '1.5'"),
+    ("", "--seed: must be an integer, got ''"),
+    ("4294967296", "--seed: must be <= 4294967295, got 4294967296"),
+    ("9" * 5000, "--seed: must be <= 4294967295, got " + excerpt("9" * 5000)),
+    ("١٢", "--seed: must be an integer, got '١٢'"),
+])
+def test_case6_the_seed_validator_takes_command_line_text_too(text, message):
+    from emulator.engine.scenario import check_seed
+
+    assert refusal(lambda: check_seed(text, "--seed")) == message
+
+
+def test_case6_valid_seeds_pass_through():
+    from emulator.engine.scenario import check_seed
+
+    assert [check_seed(v) for v in (0, 7, 4294967295, "12", " 3 ", "+5")] == [0, 7, 4294967295, 12, 3, 5]
+    assert scenario_from_data({**BASE, "seed": 4294967295}).seed == 4294967295

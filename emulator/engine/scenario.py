@@ -68,6 +68,8 @@ class Output:
 
 
 MAX_EVENTS = 100_000_000
+MAX_SEED = 2**32 - 1  # numpy's generators take any non-negative seed; 32 bits keep one short to quote
+SEED_BOUNDS = {"min": 0, "max": MAX_SEED}
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")  # one folder of the results, on any file system
 
 
@@ -90,7 +92,7 @@ class Scenario:
     name: str
     traffic: tuple[TrafficClass, ...]
     policies: tuple[PolicySpec, ...]
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     device: str = DEFAULT_DEVICE
     attention: Literal["flash", "baseline"] = "flash"
     horizon_s: float = field(default=60.0, metadata={"above": 0})  # arrivals stop here
@@ -107,6 +109,18 @@ class Scenario:
     @property
     def resolution_s(self) -> float:
         return self.output.timeseries_resolution_s or self.horizon_s / 500
+
+
+def check_seed(value: Any, where: str = "seed") -> int:
+    """A seed from a scenario (an integer) or a command line (its decimal text), from 0 to MAX_SEED;
+    anything else is a one-line UserError naming `where` (e.g. `--seed: must be >= 0, got -1`)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?[0-9]{1,30}", text):
+            value = int(text)
+        elif re.fullmatch(r"[+-]?[0-9]+", text):  # too many digits to be a seed: no need to convert them
+            fail(where, f"must be <= {MAX_SEED}, got {excerpt(text)}")
+    return convert(int, value, where, SEED_BOUNDS)
 
 
 def check_name(name: Any, where: str) -> None:
