@@ -74,10 +74,11 @@ def stages(cfg: WorkloadConfig):
 
 
 def check(cfg: WorkloadConfig) -> None:
+    frames = excerpt(cfg.frames)
     if (cfg.frames - 1) % TUBELET:
-        raise UserError(f"--frames must be 1 + a multiple of {TUBELET} for phenaki (e.g. 11), got {excerpt(cfg.frames)}")
+        raise UserError(f"--frames must be 1 + a multiple of {TUBELET} for phenaki (e.g. 11), got {frames}")
     if time_steps(cfg.frames) > MASKGIT.max_positions // (GRID * GRID):
-        raise UserError(f"--frames {excerpt(cfg.frames)} is longer than phenaki's {MASKGIT.max_positions // (GRID * GRID)} "
+        raise UserError(f"--frames {frames} is longer than phenaki's {MASKGIT.max_positions // (GRID * GRID)} "
                         "token time steps; generate long videos as several clips")
 
 
