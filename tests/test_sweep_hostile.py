@@ -217,3 +217,79 @@ def test_case4_the_cli_prints_one_line(tmp_path, monkeypatch, capsys):
     path = write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0]})
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 2
     assert capsys.readouterr().err == "error: interrupted: 2 of 3 runs done; run the same command again to resume\n"
+
+
+# Case 5: plots labelled every point with the base policy's name ('pods-2-stagger-0.5' where the sweep set
+# pod size 4 and stagger 0), and a panel constant over the two heatmap axes still got a colour bar.
+
+POD_SIZE, STAGGER = "policies[1].pod_size", "policies[1].stagger"
+
+
+def fake_pod_rows(base, base_dir, run, name):
+    """fcfs: p99 set by the load alone; pods: by pod size and stagger too."""
+    v = dict(run.values)
+    rows = fake_rows(run)
+    rows[0].update(throughput_per_s=v[RATE], latency_p99_s=10.0 * v[RATE])
+    rows[1].update(throughput_per_s=v[RATE] * v[POD_SIZE], latency_p99_s=1.0 + v[STAGGER] + v[RATE])
+    rows[1]["policy"] = "pods-2-stagger-0.5"
+    return rows
+
+
+def drawn(monkeypatch):
+    """Record the labels scattered and count the colour bars drawn by matplotlib."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    seen = {"labels": [], "colorbars": 0, "texts": []}
+    scatter, colorbar, text = Axes.scatter, Figure.colorbar, Axes.text
+
+    def record_scatter(self, *a, **k):
+        seen["labels"].append(k.get("label"))
+        return scatter(self, *a, **k)
+
+    def record_colorbar(self, *a, **k):
+        seen["colorbars"] += 1
+        return colorbar(self, *a, **k)
+
+    def record_text(self, x, y, s, *a, **k):
+        seen["texts"].append(s)
+        return text(self, x, y, s, *a, **k)
+
+    monkeypatch.setattr(Axes, "scatter", record_scatter)
+    monkeypatch.setattr(Figure, "colorbar", record_colorbar)
+    monkeypatch.setattr(Axes, "text", record_text)
+    return seen
+
+
+def test_case5_points_are_labelled_by_the_values_that_vary_and_a_constant_panel_has_no_colour_bar(
+        tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from emulator.engine.sweep_plots import plot
+
+    base = {**BASE, "policies": [{"policy": "fcfs"},
+                                 {"name": "pods-2-stagger-0.5", "policy": "pods", "pod_size": 2, "stagger": 0.5}]}
+    monkeypatch.setattr(sweep_mod, "run_one", fake_pod_rows)
+    out = tmp_path / "out"
+    table = sweep(write_sweep(tmp_path, {POD_SIZE: [2, 4], STAGGER: [0.0, 0.5], RATE: [1.0, 2.0]}, base),
+                  out, workers=1)
+    seen = drawn(monkeypatch)
+    plot(table, out, POD_SIZE, STAGGER)
+    assert seen["labels"] == ["fcfs", "pods: pod_size=2, stagger=0", "pods: pod_size=2, stagger=0.5",
+                              "pods: pod_size=4, stagger=0", "pods: pod_size=4, stagger=0.5"]
+    assert seen["colorbars"] == 1  # the pods panel; fcfs is the same at every pod size and stagger
+    assert "constant: 15" in seen["texts"]
+
+
+def test_case5_labels_without_a_spec_or_with_two_policies_of_one_kind():
+    pd = pytest.importorskip("pandas")
+    from emulator.engine.sweep_plots import point_labels
+
+    table = pd.DataFrame({"run_id": [0, 0, 1, 1], "seed": 1, "policies[0].stagger": [0.0, 0.0, 0.5, 0.5],
+                          "policies[1].stagger": [0.0, 0.0, 0.5, 0.5], "policy": ["a", "b", "a", "b"]})
+    assert point_labels(table, None) == ["a: policies[0].stagger=0, policies[1].stagger=0",
+                                         "b: policies[0].stagger=0, policies[1].stagger=0",
+                                         "a: policies[0].stagger=0.5, policies[1].stagger=0.5",
+                                         "b: policies[0].stagger=0.5, policies[1].stagger=0.5"]
+    spec = {"base": {"policies": [{"name": "a", "policy": "pods"}, {"name": "b", "policy": "pods"}]}}
+    assert point_labels(table, spec) == ["policies[0] pods: stagger=0", "policies[1] pods: stagger=0",
+                                         "policies[0] pods: stagger=0.5", "policies[1] pods: stagger=0.5"]
