@@ -112,6 +112,8 @@ def test_profile_falls_back_outside_its_domain_and_counts_it():
     (lambda d: d["kinds"]["linear"]["curve"].update(bytes_per_s=0), "curve.bytes_per_s must be positive"),
     (lambda d: d["kinds"]["linear"]["curve"].update(overhead_s=1e30), "curve.overhead_s must be at most 3600"),
     (lambda d: d["kinds"]["linear"]["curve"].update(cache_bytes=1e6), "cache_bytes_per_s must be positive"),
+    (lambda d: d["kinds"]["linear"].update(features={}), "features must name one of"),
+    (lambda d: d.update(device=[]), r"device must name a catalog device, got \[\]"),
     (lambda d: d["host"].update(s_per_kernel=float("inf")), "host.s_per_kernel must be a number of seconds"),
     (lambda d: d.update(host=[]), "host.s_per_kernel"),
     (lambda d: d.update(kinds=[]), "kinds must be a mapping"),

@@ -93,6 +93,8 @@ def check_profile(data, where: str) -> None:
     for key in ("device", "dtype", "provenance", "host", "kinds"):
         if key not in data:
             fail(f"missing key {key!r}")
+    if not isinstance(data["device"], str):
+        fail(f"device must name a catalog device, got {excerpt(data['device'])}")
     if not isinstance(data["dtype"], str) or data["dtype"] not in DTYPE_BYTES:
         fail(f"dtype {excerpt(data['dtype'])} is not one of {', '.join(DTYPE_BYTES)}")
     if not isinstance(data["provenance"], dict) or data["provenance"].get("source") not in SOURCES:
@@ -132,7 +134,8 @@ def curve_problem(curve: dict) -> str | None:
 def check_kind(kind: str, entry, fail) -> None:
     if kind not in KINDS:
         fail(f"unknown kernel kind {excerpt(kind)}")
-    if not isinstance(entry, dict) or entry.get("features") not in FEATURE_SETS:
+    features = entry.get("features") if isinstance(entry, dict) else None
+    if not isinstance(features, str) or features not in FEATURE_SETS:
         fail(f"kinds.{kind}.features must name one of the feature sets {', '.join(FEATURE_SETS)}")
     try:
         Curve(**entry["curve"])
