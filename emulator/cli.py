@@ -1,4 +1,4 @@
-"""The command line: `python -m emulator list | describe WORKLOAD ... | run SCENARIO.yaml ... | sweep SWEEP.yaml`.
+"""The command line: `python -m emulator list | devices | describe WORKLOAD ... | run SCENARIO.yaml ... | sweep SWEEP.yaml`.
 
 User errors print one line and exit with code 2, Ctrl-C one line and code 130;
 the workload suite is imported only by the commands that need it.
@@ -47,6 +47,22 @@ def cmd_list(args) -> None:
         print(f"{w.name:{width}s}  {w.klass:{klass}s}  {w.description}")
 
 
+def cmd_devices(args) -> None:
+    """The catalog, each device with where its kernel times come from by default."""
+    from emulator.cost.costing import cost_source, source_text
+    from emulator.devices import catalog
+
+    rows = [{"name": d.name, "label": d.label, "kind": d.kind, "memory_GB": d.hbm_GB,
+             "cost_source": cost_source(d.name)} for d in catalog().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    label = max(len(r["label"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:{width}s}  {r['label']:{label}s}  {source_text(r['cost_source'])}")
+
+
 def module_pipeline(args):
     """A one-stage Pipeline of a real PyTorch model lowered on fake tensors (`--module`, `--config`)."""
     from emulator.pipeline import Pipeline, Stage
@@ -72,6 +88,7 @@ def module_pipeline(args):
 
 def cmd_describe(args) -> None:
     from emulator.cost import cost_model
+    from emulator.cost.costing import cost_source
     from emulator.describe import format_text, report
 
     if args.module:
@@ -84,13 +101,15 @@ def cmd_describe(args) -> None:
         knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
                                                "output_tokens", "guidance", "dtype")}
         pipeline = build(args.workload, **knobs)
-    r = report(pipeline, cost_model(args.device, args.attention, args.roofline))
+    model = cost_model(args.device, args.attention, args.roofline)
+    r = report(pipeline, model, cost_source(args.device, args.roofline))
     print(json.dumps(r, indent=2) if args.json else format_text(r))
 
 
 def cmd_run(args) -> None:
     from pathlib import Path
 
+    from emulator.cost.costing import source_text
     from emulator.engine.scenario import load_scenario
     from emulator.engine.simulate import comparison_table, run_scenario
 
@@ -100,6 +119,8 @@ def cmd_run(args) -> None:
     summaries = run_scenario(scenario, out, args.seed, args.trace or scenario.output.trace, progress, args.scenario)
     print(f"{scenario.name}: {len(summaries)} policies on {scenario.device} ({scenario.attention} attention), "
           f"seed {summaries[0]['seed']}; results in {out}/")
+    for source in summaries[0]["cost_sources"]:
+        print(f"kernel times on {source['device']}: {source_text(source)}")
     print(comparison_table(summaries))
 
 
@@ -135,6 +156,9 @@ def parser() -> Parser:
     p = Parser(prog="emulator", description="Emulator of multi-modal generative AI inference.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("list", help="the workloads of the suite").set_defaults(run=cmd_list)
+    v = sub.add_parser("devices", help="the device catalog, and where each device's kernel times come from")
+    v.add_argument("--json", action="store_true", help="print one JSON array")
+    v.set_defaults(run=cmd_devices)
     d = sub.add_parser("describe", help="FLOPs, bytes, parameters and attention shapes of one request")
     d.add_argument("workload", nargs="?", help="a workload of the suite (see `list`)")
     d.add_argument("--module", help="instead of a workload, a real model: diffusers:UNet2DConditionModel, "

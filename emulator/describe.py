@@ -1,7 +1,8 @@
 """What one request of a workload costs, per component and in total: the `describe` report.
 
 `report(pipeline)` returns a plain dict (the `--json` output); `format_text`
-renders it for a terminal. Every number is derived from the stage graphs.
+renders it for a terminal. Every number is derived from the stage graphs; with
+a cost model the report also says where its kernel times come from.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from emulator.cost import CostModel, stage_time
+from emulator.cost.costing import source_text
 from emulator.ops import CATEGORIES
 from emulator.pipeline import Pipeline, Stage
 
@@ -77,8 +79,8 @@ def component(stage: Stage, model: CostModel | None = None) -> dict:
     }
 
 
-def timing_summary(components: list[dict], model: CostModel) -> dict:
-    """Request-level times: components run one after another."""
+def timing_summary(components: list[dict], model: CostModel, source: dict | None) -> dict:
+    """Request-level times: components run one after another; `source` says where the kernel times come from."""
     breakdown: dict[str, float] = {}
     for c in components:
         for k, v in c["breakdown_s"].items():
@@ -86,6 +88,7 @@ def timing_summary(components: list[dict], model: CostModel) -> dict:
     return {
         "device": model.device.name,
         "cost_model": model.name,
+        "cost_source": source,
         "attention": model.attention,
         "time_per_request_s": sum(c["time_per_request_s"] for c in components),
         "breakdown_s": {k: breakdown[k] for k in CATEGORIES if k in breakdown},
@@ -94,8 +97,9 @@ def timing_summary(components: list[dict], model: CostModel) -> dict:
     }
 
 
-def report(pipeline: Pipeline, model: CostModel | None = None) -> dict:
-    """The describe report; with a cost model, also the times per call, per request and per category."""
+def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | None = None) -> dict:
+    """The describe report; with a cost model, also the times per call, per request and per category,
+    and with its `cost_source` where those times come from."""
     components = [component(s, model) for s in pipeline.stages]
     analytic = [(s, c) for s, c in zip(pipeline.stages, components) if s.similarity_formula]
     return {
@@ -115,7 +119,7 @@ def report(pipeline: Pipeline, model: CostModel | None = None) -> dict:
         "peak_activation_bytes": max(c["peak_activation_bytes"] for c in components),
         "peak_activation_bytes_baseline": max(c["peak_activation_bytes_baseline"] for c in components),
         "kv_cache_bytes": max(c["kv_cache_bytes_last"] for c in components),
-        **(timing_summary(components, model) if model is not None else {}),
+        **(timing_summary(components, model, source) if model is not None else {}),
     }
 
 
@@ -174,6 +178,8 @@ def format_text(r: dict) -> str:
     if "time_per_request_s" in r:
         lines.append(f"  time on {r['device']} ({r['cost_model']}, {r['attention']} attention): "
                      f"{_ms(r['time_per_request_s'])}, of which the device waits for the host {_ms(r['host_idle_s'])}")
+        if r["cost_source"]:
+            lines.append(f"  kernel times from: {source_text(r['cost_source'])}")
         total = r["time_per_request_s"]
         lines.append("  by category: " + ", ".join(f"{k} {_ms(v)} ({100 * v / total:.0f}%)"
                                                    for k, v in r["breakdown_s"].items()))

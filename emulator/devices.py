@@ -2,7 +2,8 @@
 
 `device(name)` returns a frozen `Device`; unknown names are user errors that
 list the catalog. Peaks are datasheet upper bounds; attained rates come from
-calibrated profiles.
+calibrated profiles: each entry names the profile shipped for it (`profile`,
+a file in calibration/profiles/), or none, and is then costed by its roofline.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Device:
     host_us_per_kernel: float  # bare dispatch of one more kernel
     source: str
     host_source: str
+    profile: str | None  # its shipped profile, a file in calibration/profiles/; None: costed by the roofline
 
     def matmul_flops_per_s(self, dtype: str) -> float:
         """Peak rate of matrix products (tensor cores where the dtype has them)."""

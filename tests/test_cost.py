@@ -121,3 +121,32 @@ def test_flash_is_never_slower_than_baseline_under_the_roofline(name):
         flash = stage_time(stage, Roofline(A100, "flash"))[1].seconds
         base = stage_time(stage, Roofline(A100, "baseline"))[1].seconds
         assert flash <= base * (1 + 1e-12), stage.name
+
+
+def test_case4_every_catalog_device_finds_its_shipped_profile_or_says_it_has_none():
+    from emulator.cost.costing import cost_model, cost_source
+    from emulator.cost.profile import load_profile, shipped_profile
+    from emulator.devices import catalog
+
+    for name, dev in catalog().items():
+        path = shipped_profile(name)
+        assert (path is None) == (dev.profile is None), name  # a named file that is missing fails here
+        if path is not None:
+            assert load_profile(path)["device"] == name
+    assert cost_model("cpu").name == "cpu-fp32"  # the catalog's `cpu`, costed by the shipped cpu-fp32.json
+    assert shipped_profile("cpu-fp32") == shipped_profile("cpu")  # a file stem still finds its file
+    assert [cost_source(n)["source"] for n in ("cpu", "h100-sxm", "a100-sxm4-80gb", "h200", "l4", "a100-pcie-40gb")] \
+        == ["measured", "measured", "derived", "roofline", "roofline", "roofline"]
+
+
+def test_case4_a_cost_source_carries_the_profiles_provenance():
+    from emulator.cost.costing import cost_source, source_text
+
+    measured = cost_source("h100-sxm")
+    assert measured["profile"] == "calibration/profiles/h100-sxm.json" and measured["date"].startswith("20")
+    assert measured["device_fingerprint"]["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert source_text(measured).startswith(f"measured profile calibration/profiles/h100-sxm.json ({measured['date']}; ")
+    assert source_text(cost_source("h200")) == "datasheet roofline, uncalibrated (no profile is shipped for this device)"
+    assert cost_source("h100-sxm", roofline=True)["source"] == "roofline"
+    derived = cost_source("calibration/profiles/h100-sxm-derived.json")
+    assert derived["source"] == "derived" and derived["device"] == "h100-sxm"

@@ -1,33 +1,74 @@
-"""Seconds per stage call and per request, and the choice of cost model by name.
+"""Seconds per stage call and per request, the choice of cost model by name, and where its times come from.
 
 Scenario files and the command line name a cost model by a string, so one
-function resolves it: `cost_model("a100-sxm4-80gb")` is the shipped calibrated
-profile of a catalog device (or its roofline when none is shipped or
-`roofline=True`); `cost_model("path/to/profile.json")` loads that profile.
+function resolves it: `cost_model("a100-sxm4-80gb")` is the profile the
+catalog ships for that device (or its datasheet roofline when none is shipped
+or `roofline=True`); `cost_model("path/to/profile.json")` loads that profile.
+`cost_source` says, for the same string, where the kernel times come from: a
+measured profile (its date and device fingerprint), a derived one, or the
+datasheet roofline (uncalibrated); `source_text` puts that in one line.
 `stage_time` costs a stage's first call and its whole request (every call,
 decode steps with their longer KV caches) on the host/device timeline.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from emulator.cost.model import CostModel
-from emulator.cost.profile import Profile, shipped_profile
+from emulator.cost.profile import Profile, load_profile, shipped_profile
 from emulator.cost.roofline import Roofline
 from emulator.cost.timeline import CallTime, GraphCoster, sum_calls
 from emulator.devices import device
 from emulator.pipeline import Stage
 
 
+def is_profile_file(spec: str) -> bool:
+    """Whether a device spec names a profile file rather than a catalog device."""
+    return spec.endswith(".json") or Path(spec).is_file()
+
+
 def cost_model(spec: str, attention: str = "flash", roofline: bool = False) -> CostModel:
-    if spec.endswith(".json") or Path(spec).is_file():
+    if is_profile_file(spec):
         if roofline:
             return Roofline(Profile.from_file(spec, attention).device, attention)
         return Profile.from_file(spec, attention)
     dev = device(spec)
     profile = None if roofline else shipped_profile(spec)
     return Profile.from_file(profile, attention) if profile else Roofline(dev, attention)
+
+
+def cost_source(spec: str, roofline: bool = False) -> dict:
+    """Where `cost_model(spec, roofline=roofline)` takes its kernel times from, as a plain dict:
+    device, source ('measured' | 'derived' | 'roofline'), profile (the file, or None), and from a
+    profile's provenance its method, date and device fingerprint."""
+    path = Path(spec) if is_profile_file(spec) else shipped_profile(device(spec).name)
+    data = load_profile(path) if path else None
+    name = data["device"] if data else spec
+    if roofline or data is None:
+        why = "requested" if roofline else "no profile is shipped for this device"
+        return {"device": name, "source": "roofline", "profile": None, "why": why}
+    provenance = data["provenance"]
+    return {"device": name, "source": provenance["source"], "profile": shown(path),
+            "method": provenance.get("method"), "date": provenance.get("date"),
+            "device_fingerprint": provenance.get("device_fingerprint")}
+
+
+def shown(path: Path) -> str:
+    """A profile's path for reports: shipped ones as calibration/profiles/<file>, others as given."""
+    shipped = Path(str(resources.files("calibration").joinpath("profiles")))
+    return f"calibration/profiles/{path.name}" if path.parent.resolve() == shipped.resolve() else str(path)
+
+
+def source_text(source: dict) -> str:
+    """One line for a `cost_source` dict."""
+    if source["source"] == "roofline":
+        return f"datasheet roofline, uncalibrated ({source['why']})"
+    fingerprint = ", ".join(f"{k} {v}" for k, v in (source["device_fingerprint"] or {}).items())
+    when = source["date"] if source["source"] == "measured" else source["method"]
+    facts = "; ".join(x for x in (when, fingerprint) if x)
+    return f"{source['source']} profile {source['profile']}" + (f" ({facts})" if facts else "")
 
 
 def stage_time(stage: Stage, model: CostModel, batch: int | None = None) -> tuple[CallTime, CallTime]:

@@ -3,7 +3,8 @@
 `simulate_policy` builds a fresh SimPy environment, cluster and arrival
 processes for one policy, runs to the horizon (or until drained), checks that
 every arrived request is accounted for, and writes `summary.json`,
-`requests.csv`, `timeseries.csv` (and `trace.json`). Pipelines, cost models and
+`requests.csv`, `timeseries.csv` (and `trace.json`); a summary says per device
+where its kernel times come from (`cost_sources`). Pipelines, cost models and
 memoized step costs are built once per scenario and shared by its policies.
 `run_scenario` writes every policy's results into a staging folder beside the
 target and moves them into place only when all have run, so a failed or
@@ -42,9 +43,11 @@ class Context:
     scenario: Scenario
     classes: list[RequestClass] = field(default_factory=list)
     costs: dict[str, StepCosts] = field(default_factory=dict)  # per device spec
+    sources: dict[str, dict] = field(default_factory=dict)  # per device spec: where its kernel times come from
 
     def __post_init__(self):
         from emulator.cost import cost_model
+        from emulator.cost.costing import cost_source
         from workloads import build
 
         s = self.scenario
@@ -61,6 +64,7 @@ class Context:
             spec = g.device or s.device
             if spec not in self.costs:
                 self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention))
+                self.sources[spec] = cost_source(resolve_path(s, spec))
 
 
 def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: int,
@@ -79,6 +83,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
         "scenario": s.name, "policy": spec.name, "kind": spec.policy, "params": asdict(spec.params),
         "router": spec.router or s.cluster.router,
         "device": s.device, "attention": s.attention, "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
+        "cost_sources": list(ctx.sources.values()),
         **metrics.summary(end_s),
     }
     if out_dir is not None:
