@@ -14,6 +14,7 @@ from emulator.devices import DEFAULT_DEVICE
 from emulator.errors import UserError
 
 
+MAX_WORK = 5e7  # describe: op calls to cost (ops x calls); decode stages near it take tens of seconds
 SEED_LIMIT = 2**32  # numpy's seed sequence refuses negative seeds; 32 bits keep a seed short to quote
 
 
@@ -25,6 +26,17 @@ class Parser(argparse.ArgumentParser):
 def clip(text: str, limit: int = 60) -> str:
     """A user's value quoted for a message, cut to `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def positive_number(text: str) -> float:
+    """A finite number above zero (`1e9` allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {clip(text)}")
+    return value
 
 
 def seed(text: str) -> int:
@@ -89,7 +101,7 @@ def module_pipeline(args):
 def cmd_describe(args) -> None:
     from emulator.cost import cost_model
     from emulator.cost.costing import cost_source
-    from emulator.describe import format_text, report
+    from emulator.describe import check_work, format_text, report
 
     if args.module:
         pipeline = module_pipeline(args)
@@ -101,6 +113,7 @@ def cmd_describe(args) -> None:
         knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
                                                "output_tokens", "guidance", "dtype")}
         pipeline = build(args.workload, **knobs)
+    check_work(pipeline, args.max_work)
     model = cost_model(args.device, args.attention, args.roofline)
     r = report(pipeline, model, cost_source(args.device, args.roofline))
     print(json.dumps(r, indent=2) if args.json else format_text(r))
@@ -181,6 +194,8 @@ def parser() -> Parser:
                    help="attention implementation to cost (default flash)")
     d.add_argument("--roofline", action="store_true", help="cost by the device's datasheet roofline")
     d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.add_argument("--max-work", type=positive_number, default=MAX_WORK,
+                   help=f"refuse requests whose costing takes more op calls (ops x calls) than this; default {MAX_WORK:g}")
     d.set_defaults(run=cmd_describe)
     r = sub.add_parser("run", help="simulate a scenario's traffic under each of its policies")
     r.add_argument("scenario", help="scenario YAML file (see configs/)")

@@ -2,7 +2,9 @@
 
 `report(pipeline)` returns a plain dict (the `--json` output); `format_text`
 renders it for a terminal. Every number is derived from the stage graphs; with
-a cost model the report also says where its kernel times come from.
+a cost model the report also says where its kernel times come from. Costing
+takes time in proportion to ops x calls, so `check_work` refuses up front a
+request past a limit (the command line's `--max-work`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,25 @@ from collections import Counter
 
 from emulator.cost import CostModel, stage_time
 from emulator.cost.costing import source_text
+from emulator.errors import UserError
 from emulator.ops import CATEGORIES
 from emulator.pipeline import Pipeline, Stage
+
+
+def costing_work(pipeline: Pipeline) -> tuple[int, Stage]:
+    """Op calls a report costs (each stage's ops per call times its calls, from first-call graphs only), and the
+    stage with the most."""
+    work = {s.name: len(s.graph()) * s.calls for s in pipeline.stages}
+    return sum(work.values()), max(pipeline.stages, key=lambda s: work[s.name])
+
+
+def check_work(pipeline: Pipeline, limit: float) -> None:
+    """Refuse, before any costing, a request whose report would cost more than `limit` op calls."""
+    work, stage = costing_work(pipeline)
+    if work > limit:
+        raise UserError(f"describing this request would cost {work:.3g} op calls ({stage.name}: "
+                        f"{len(stage.graph())} ops x {stage.calls} calls), over the limit of {limit:.3g}; "
+                        f"raise it with --max-work N")
 
 
 def attention_summary(stage: Stage) -> list[dict]:

@@ -126,3 +126,34 @@ def test_case4_devices_lists_the_catalog_with_each_source(capsys):
     assert main(["devices", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"]: r["cost_source"]["source"] for r in rows}["l4"] == "roofline"
+
+
+def test_case5_describe_refuses_work_past_the_limit_before_costing(capsys, monkeypatch):
+    import emulator.describe
+
+    def never(*args, **kwargs):
+        raise AssertionError("costed a request that was over the limit")
+
+    monkeypatch.setattr(emulator.describe, "stage_time", never)
+    assert main(["describe", "make-a-video", "--steps", "10000", "--max-work", "1e6"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == ("error: describing this request would cost 3.38e+07 op calls (decoder: 939 ops x 10000 calls), "
+                    "over the limit of 1e+06; raise it with --max-work N")
+
+
+@pytest.mark.parametrize("knob", [["llama2-7b", "--output-tokens", "10000000"], ["stable-diffusion", "--steps", "100000000"]])
+def test_case5_describe_answers_huge_knobs_at_once(knob):
+    import time
+
+    started = time.perf_counter()
+    result = run("describe", *knob)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert time.perf_counter() - started < 10  # before: over a minute, and 41 s
+
+
+def test_case5_max_work_raises_the_limit(capsys):
+    assert main(["describe", "stable-diffusion", "--steps", "3", "--max-work", "1000"]) == 2
+    assert "over the limit of 1e+03" in capsys.readouterr().err
+    assert main(["describe", "stable-diffusion", "--steps", "3", "--max-work", "1e4"]) == 0
+    assert main(["describe", "stable-diffusion", "--max-work", "-5"]) == 2
+    assert "--max-work: must be a positive number, got '-5'" in capsys.readouterr().err
