@@ -160,6 +160,17 @@ def test_case2_every_way_to_unbounded_work_is_refused_up_front(changes):
     assert "exceed limits.max_events" in message
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"horizon_s": 1e308, "output": {"timeseries_resolution_s": 1e-300}}, "estimated inf engine events"),
+    ({"t.arrival.rate_per_s": 1e308, "horizon_s": 1e308}, "estimated inf engine events"),
+    ({"cluster": {"devices": 2**63}}, "cluster.devices: must be an integer of at most 19 digits"),
+    ({"t.arrival": {"process": "closed", "users": 10**5000}}, "traffic[0].arrival.users: must be an integer of"),
+    ({"policies": [{"policy": "buckets", "edges": [10**5000]}]}, "policies[0].edges[0]: must be an integer of"),
+])
+def test_case2_absurd_numbers_are_refused_not_overflowed(changes, message):
+    assert message in refusal(lambda: scenario_from_data(with_traffic(**changes)))
+
+
 def test_case2_the_limit_is_a_scenario_key_and_real_loads_pass():
     big = with_traffic(**{"t.arrival.rate_per_s": 100.0, "horizon_s": 3600.0})  # 360k requests, 18.7M calls
     assert scenario_from_data(big).limits.max_events == 100_000_000
@@ -174,7 +185,7 @@ def test_case2_the_limit_is_a_scenario_key_and_real_loads_pass():
 
 @pytest.mark.parametrize("knobs, message", [
     ({"steps": 100_000_000}, "traffic[0]: --steps must be at most 10000, got 100000000"),
-    ({"steps": 10**5000}, "traffic[0]: --steps must be at most 10000, got <int of 16610 bits>"),
+    ({"steps": 10**5000}, "traffic[0].knobs.steps: must be an integer of at most 19 digits, got <int of 16610 bits>"),
 ])
 def test_case2_knobs_that_multiply_work_are_bounded(knobs, message):
     data = with_traffic(**{"t.knobs": knobs})
@@ -243,7 +254,7 @@ def test_case4_ordinary_names_still_load():
     (1.5, "seed: must be an integer, got 1.5"),
     ("7", "seed: must be an integer, got '7'"),
     (2**32, "seed: must be <= 4294967295, got 4294967296"),
-    (10**5000, "seed: must be <= 4294967295, got <int of 16610 bits>"),
+    (10**5000, "seed: must be an integer of at most 19 digits, got <int of 16610 bits>"),
 ], ids=["negative", "float", "string", "2**32", "huge"])
 def test_case6_a_scenario_seed_is_a_32_bit_non_negative_integer(value, message):
     assert refusal(lambda: scenario_from_data({**BASE, "seed": value}, where="s.yaml")) == "s.yaml: " + message

@@ -68,7 +68,7 @@ def expected_requests(arrival, horizon_s: float, cap: int | None, trace_rows: in
     else:
         cycle_s = arrival.think_s + request_s()
         n = arrival.users * (horizon_s / cycle_s + 1) if cycle_s > 0 else math.inf
-    return n if cap is None else min(n, cap)
+    return float(n if cap is None else min(n, cap))
 
 
 def trace_gaps(path: Path, class_name: str):

@@ -19,6 +19,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from emulator.errors import UserError, clip, excerpt
 
+MAX_INT = 2**63 - 1  # any count or size past a 64-bit integer is a typo, and numpy and CSV readers agree
+
 
 def fail(where: str, problem: str):
     raise UserError(f"{where}: {problem}")
@@ -57,6 +59,8 @@ def convert(tp, value: Any, where: str, bounds: typing.Mapping = types.MappingPr
                 return convert(option, value, where, bounds)
             except UserError as e:
                 last = e
+                if type(value) is option:  # the value's own type, out of bounds: say why
+                    raise
         if len([o for o in options if o is not type(None)]) == 1:
             raise last
         fail(where, f"must be {describe(tp)}, got {type_name(value)}")
@@ -88,6 +92,8 @@ def convert(tp, value: Any, where: str, bounds: typing.Mapping = types.MappingPr
     if tp is int:
         if not isinstance(value, int) or isinstance(value, bool):
             fail(where, f"must be an integer, got {excerpt(value)}")
+        if abs(value) > MAX_INT:
+            fail(where, f"must be an integer of at most 19 digits, got {excerpt(value)}")
         return check_bounds(value, where, bounds)
     if tp is float:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(as_float(value)):
