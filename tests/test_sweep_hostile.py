@@ -8,6 +8,7 @@ import time
 import pytest
 import yaml
 
+from emulator.engine.columns import COLUMNS
 import emulator.engine.sweep as sweep_mod
 from emulator import sweep
 from emulator.cli import main
@@ -32,7 +33,7 @@ def write_sweep(tmp_path, axes, base=None, **extra):
 def fake_rows(run) -> list[dict]:
     """The rows a run would give, without simulating: two policies, every metric 1.0."""
     head = {"run_id": run.run_id, "seed": run.seed, **dict(run.values), "error": ""}
-    metrics = {column: 1.0 for column, _ in sweep_mod.METRICS}
+    metrics = {column: 1.0 for column in COLUMNS}
     return [{**head, "policy": name, **metrics} for name in ("fcfs", "pods")]
 
 

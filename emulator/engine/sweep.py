@@ -37,19 +37,9 @@ import numpy as np
 import yaml
 
 from emulator.engine.schema import fail, parse, type_name
+from emulator.engine.columns import COLUMNS, metric_values
 from emulator.errors import UserError
 
-METRICS = (  # column -> path into a policy's summary.json
-    ("arrived", ("requests", "arrived")), ("completed", ("requests", "completed")),
-    ("rejected", ("requests", "rejected")), ("in_flight", ("requests", "in_flight")),
-    ("latency_p50_s", ("latency_s", "p50")), ("latency_p90_s", ("latency_s", "p90")),
-    ("latency_p99_s", ("latency_s", "p99")), ("queueing_p50_s", ("queueing_s", "p50")),
-    ("queueing_p99_s", ("queueing_s", "p99")), ("throughput_per_s", ("throughput_per_s",)),
-    ("slo_attainment", ("slo_attainment",)), ("device_busy_pct", ("device_busy_pct",)),
-    ("attained_tflops", ("attained_tflops",)), ("hbm_util_pct_mean", ("hbm_util_pct_mean",)),
-    ("hbm_util_pct_peak", ("hbm_util_pct_peak",)), ("peak_memory_GB", ("peak_memory_GB",)),
-    ("fallback_ops", ("fallback_ops",)), ("step_events", ("step_events",)), ("simulated_s", ("simulated_s",)),
-)
 PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 SPEC_FILE = "sweep-spec.json"  # beside results.csv: the fingerprint of the specification that wrote it
 
@@ -254,17 +244,13 @@ def run_one(base: dict, base_dir: str, run: Run, sweep_name: str) -> list[dict]:
     rows = []
     for s in summaries:
         row = {**head, "policy": s["policy"], "error": ""}
-        for column, keys in METRICS:
-            value = s
-            for k in keys:
-                value = value[k]
-            row[column] = value
+        row.update(metric_values(s))
         rows.append(row)
     return rows
 
 
 def columns(sweep: SweepFile) -> list[str]:
-    return ["run_id", "seed", *sweep.axes, "policy", "error", *(c for c, _ in METRICS)]
+    return ["run_id", "seed", *sweep.axes, "policy", "error", *COLUMNS]
 
 
 def finished_runs(path: Path, cols: list[str]) -> set[int]:
