@@ -5,6 +5,12 @@ kernels, or a profile file), the attention implementation, the cluster (device
 groups, which stages each serves, the router), the traffic classes, the
 scheduling policies to compare, the seed, the horizon and the outputs. Every
 defect a user can make ends in one line naming the key and the problem.
+
+The input boundary: `read_yaml` refuses alias bombs and deep nesting while
+composing, before any value is built; names that become folders must be one
+safe path component; `check_seed` is the one rule for a seed, from a file or a
+command line; and a scenario whose estimated work per policy exceeds
+`limits.max_events` is refused before it runs.
 """
 
 from __future__ import annotations
