@@ -294,3 +294,15 @@ def test_case5_labels_without_a_spec_or_with_two_policies_of_one_kind():
     spec = {"base": {"policies": [{"name": "a", "policy": "pods"}, {"name": "b", "policy": "pods"}]}}
     assert point_labels(table, spec) == ["policies[0] pods: stagger=0", "policies[1] pods: stagger=0",
                                          "policies[0] pods: stagger=0.5", "policies[1] pods: stagger=0.5"]
+
+
+def test_a_sweep_file_that_is_an_alias_bomb_is_refused_before_it_grows(tmp_path):
+    # The same bounded loader as scenario files (emulator.engine.scenario.read_yaml): nine levels of
+    # ten aliases each would expand to 10^9 values.
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nname: *a8\nbase: x.yaml\naxes: {horizon_s: [1]}\n")
+    with pytest.raises(UserError, match="refused") as err:
+        sweep_mod.load_sweep(bomb)
+    assert len(str(err.value)) < 300

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 
+from emulator.engine.scenario import read_yaml
 from emulator.engine.schema import fail, parse, type_name
 from emulator.engine.columns import COLUMNS, metric_values
-from emulator.errors import UserError
+from emulator.errors import UserError, clip
 
 PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 SPEC_FILE = "sweep-spec.json"  # beside results.csv: the fingerprint of the specification that wrote it
@@ -172,12 +172,7 @@ def scenario_problem(data: dict, base_dir: Path) -> str | None:
 def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
     """The sweep, its base scenario's YAML data, and the base's directory."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    data = read_yaml(path, "sweep")  # bounded: an alias bomb is refused before it grows
     try:
         sweep = parse(SweepFile, data, "sweep")
         if not sweep.axes:
@@ -192,9 +187,9 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
         raise UserError(f"{path}: {str(e).removeprefix('sweep.')}") from None
     base_path = path.parent / sweep.base
     try:
-        base = yaml.safe_load(base_path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"{path}: base scenario {sweep.base!r} cannot be read ({e})") from None
+        base = read_yaml(base_path, "base scenario")
+    except UserError as e:
+        raise UserError(f"{path}: base scenario {clip(sweep.base, 60)!r}: {e}") from None
     if sweep.policies is not None:
         if not isinstance(base, dict) or not isinstance(base.get("policies"), list):
             raise UserError(f"{path}: base scenario {sweep.base!r} has no list of policies")
