@@ -8,6 +8,7 @@ memory). Ctrl-C is injected as a KeyboardInterrupt, not sent as a signal.
 import json
 import time
 
+import numpy as np
 import pytest
 
 from emulator.cli import main
@@ -109,3 +110,78 @@ def test_case4_a_run_says_per_device_where_its_kernel_times_come_from(work, caps
     summary = json.loads((work / "out" / "fcfs" / "summary.json").read_text())
     assert [(s["device"], s["source"]) for s in summary["cost_sources"]] == [("h200", "roofline"),
                                                                              ("h100-sxm", "measured")]
+
+
+# Case 6: metrics kept three floats per completed request in memory for the whole run.
+
+def fake_request(i: int):
+    from types import SimpleNamespace
+
+    cls = SimpleNamespace(name=f"c{i % 3}", slo_s=1.0, pipeline=SimpleNamespace(workload="w"))
+    return SimpleNamespace(id=i, cls=cls, arrival_s=float(i), first_start_s=i + 0.25, done_s=i + 0.5 + (i % 7) / 10)
+
+
+def traced_growth(n: int) -> int:
+    """Peak traced bytes while a Metrics takes n completed requests and summarizes them."""
+    import tracemalloc
+
+    m = metrics_module.Metrics(None, 1.0, False)
+    requests = (fake_request(i) for i in range(n))
+    tracemalloc.start()
+    for r in requests:
+        m.arrived(r)
+        m.completed(r)
+    for spill in (m.latency, m.queueing, *m.per_class.values()):
+        metrics_module.distribution(spill)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    m.close()
+    return peak
+
+
+def test_case6_metrics_memory_does_not_grow_with_the_requests(monkeypatch):
+    monkeypatch.setattr(metrics_module, "IN_MEMORY", 1024)  # both summarized from their spill files in chunks
+    monkeypatch.setattr(metrics_module, "SPILL_VALUES", 256)  # small buffers: their fill at the end is no noise
+    monkeypatch.setattr(metrics_module, "CHUNK_VALUES", 512)
+    traced_growth(2_000)  # numpy's first percentiles allocate for good
+    small, large = traced_growth(2_000), traced_growth(20_000)
+    assert large < small + 64_000, (small, large)  # before: +430 kB, three floats per request
+
+
+VALUE_SETS = {
+    "one": [3.5],
+    "two": [2.0, 1.0],
+    "ties": [1.0] * 500 + [2.0] * 300 + [0.0] * 201,
+    "spread": list(np.random.default_rng(0).lognormal(0, 2, 3001)),
+    "signed": list(np.random.default_rng(1).normal(0, 1, 777)) + [0.0, -0.0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+@pytest.mark.parametrize("in_memory", [64, 1 << 20])
+def test_case6_streamed_percentiles_equal_numpys_exactly(monkeypatch, name, in_memory):
+    monkeypatch.setattr(metrics_module, "SPILL_VALUES", 16)
+    monkeypatch.setattr(metrics_module, "CHUNK_VALUES", 40)
+    monkeypatch.setattr(metrics_module, "IN_MEMORY", in_memory)
+    values = VALUE_SETS[name]
+    spill = metrics_module.Spill()
+    for v in values:
+        spill.append(v)
+    got = metrics_module.distribution(spill)
+    spill.close()
+    expected = np.percentile(np.array(values), [50, 90, 99])
+    assert [got["p50"], got["p90"], got["p99"]] == [float(x) for x in expected]  # bit for bit
+    assert got["mean"] == pytest.approx(float(np.mean(values)), rel=1e-12, abs=1e-15)
+
+
+def test_case6_a_run_summarized_from_its_spill_files_has_the_same_summary(work, capsys, monkeypatch):
+    assert main(["run", "small.yaml", "--out", "memory"]) == 0
+    monkeypatch.setattr(metrics_module, "SPILL_VALUES", 1)
+    monkeypatch.setattr(metrics_module, "CHUNK_VALUES", 2)
+    monkeypatch.setattr(metrics_module, "IN_MEMORY", 2)
+    assert main(["run", "small.yaml", "--out", "spilled"]) == 0
+    for policy in ("fcfs", "step-batch"):
+        a, b = (json.loads((work / d / policy / "summary.json").read_text()) for d in ("memory", "spilled"))
+        for key in ("latency_s", "queueing_s"):
+            assert {k: a[key][k] for k in ("p50", "p90", "p99")} == {k: b[key][k] for k in ("p50", "p90", "p99")}
+            assert a[key]["mean"] == pytest.approx(b[key]["mean"], rel=1e-12)

@@ -1,8 +1,14 @@
 """Streamed metrics of one run: request rows, a binned time series, and the summary.
 
-Nothing is kept per step. A request's row is written when it completes or is
-rejected (the rest when the run ends, as in flight); latencies are kept as one
-float per request for exact percentiles. Each device accumulates its current
+Nothing is kept per step, nor per request once it is done. A request's row is
+written when it completes or is rejected (the rest when the run ends, as in
+flight). Its latency and queueing delay go to `Spill`s: a small buffer that
+overflows into an unnamed temporary file, so memory stays bounded however
+many requests a run serves. The summary's percentiles are exact and equal
+numpy's (`np.percentile`, linear): up to IN_MEMORY values they are computed
+by numpy itself, past it by radix selection over the spilled values in
+chunks, interpolated as numpy does; means past IN_MEMORY are sums of chunk
+sums, equal to numpy's up to rounding. Each device accumulates its current
 time bin (busy time, FLOPs, bytes, peak memory, time-weighted sequence length
 and running requests) and writes the bin's row once its calls have moved past
 it.
@@ -11,6 +17,7 @@ it.
 from __future__ import annotations
 
 import csv
+import tempfile
 from array import array
 from pathlib import Path
 
@@ -23,6 +30,112 @@ REQUEST_COLUMNS = ("id", "class", "workload", "status", "arrival_s", "first_star
                    "queueing_s", "slo_s", "slo_met", "reason")
 SERIES_COLUMNS = ("time_s", "device", "busy_pct", "tflops", "hbm_util_pct", "memory_GB", "capacity_GB",
                   "seq_len", "running", "queued")
+
+
+SPILL_VALUES = 8192  # values a Spill buffers before writing them to its file
+CHUNK_VALUES = 1 << 16  # values a Spill reads back at a time
+IN_MEMORY = 1 << 20  # up to this many values (8 MiB) are summarized in one array; past it, chunk by chunk
+DIGIT_BITS = 16  # radix selection: bits of the ordered key decided per pass over the values
+PERCENTILES = (50, 90, 99)
+
+
+class Spill:
+    """Float64 values appended through a bounded buffer to an unnamed temporary file, read back in chunks."""
+
+    def __init__(self):
+        self.count = 0
+        self.buffer = array("d")
+        self.file = None  # opened when the buffer first fills
+        self.spilled = 0  # values in the file
+
+    def append(self, value: float) -> None:
+        self.buffer.append(value)
+        self.count += 1
+        if len(self.buffer) >= SPILL_VALUES:
+            if self.file is None:
+                self.file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close)
+            self.buffer.tofile(self.file)
+            self.spilled += len(self.buffer)
+            self.buffer = array("d")
+
+    def chunks(self):
+        """The values in order, as arrays of at most CHUNK_VALUES values (and the buffer's)."""
+        if self.file is not None:
+            self.file.seek(0)
+            for start in range(0, self.spilled, CHUNK_VALUES):
+                n = min(CHUNK_VALUES, self.spilled - start)
+                yield np.frombuffer(self.file.read(8 * n), dtype=float)
+        if self.buffer:
+            yield np.array(self.buffer, dtype=float)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def ordered_keys(values: np.ndarray) -> np.ndarray:
+    """Unsigned 64-bit keys in the order of the float64 values (negative values flipped, positive ones signed)."""
+    bits = values.view(np.uint64)
+    return np.where(bits >> 63 == 1, ~bits, bits | np.uint64(1 << 63))
+
+
+def matching(spill: Spill, prefix: int, bits: int):
+    """The values whose keys start with the `bits`-bit `prefix` (all values for 0 bits), with their keys."""
+    for values in spill.chunks():
+        keys = ordered_keys(values)
+        if bits:
+            mask = keys >> (64 - bits) == prefix
+            values, keys = values[mask], keys[mask]
+        yield values, keys
+
+
+def order_statistic(spill: Spill, k: int) -> float:
+    """The k-th smallest value (0-based) in bounded memory: radix selection over the ordered keys, DIGIT_BITS
+    a pass, until at most IN_MEMORY candidates are left to sort (or all candidates are equal)."""
+    prefix, bits, left = 0, 0, spill.count
+    while left > IN_MEMORY and bits < 64:
+        shift = 64 - bits - DIGIT_BITS
+        counts = np.zeros(1 << DIGIT_BITS, dtype=np.int64)
+        for _, keys in matching(spill, prefix, bits):
+            digits = ((keys >> shift) & ((1 << DIGIT_BITS) - 1)).astype(np.intp)
+            counts += np.bincount(digits, minlength=1 << DIGIT_BITS)
+        below = np.cumsum(counts)
+        digit = int(np.searchsorted(below, k, side="right"))
+        k -= int(below[digit - 1]) if digit else 0
+        prefix, bits, left = (prefix << DIGIT_BITS) | digit, bits + DIGIT_BITS, int(counts[digit])
+    if bits == 64:  # every candidate has the same bit pattern
+        return float(next(v for v, _ in matching(spill, prefix, bits) if len(v))[0])
+    candidates = np.concatenate([v for v, _ in matching(spill, prefix, bits)])
+    return float(np.partition(candidates, k)[k])
+
+
+def streamed_percentiles(spill: Spill, q: tuple) -> list[float]:
+    """np.percentile(values, q) (method linear) from order statistics, with numpy's own arithmetic."""
+    n = spill.count
+    virtual = (n - 1) * np.true_divide(q, 100)
+    lower = np.floor(virtual).astype(np.intp)
+    upper = np.minimum(lower + 1, n - 1)
+    gamma = virtual - lower
+    a = np.array([order_statistic(spill, int(i)) for i in lower])
+    b = np.array([order_statistic(spill, int(i)) for i in upper])
+    diff = b - a
+    result = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5)
+    return [float(x) for x in result]
+
+
+def distribution(spill: Spill) -> dict:
+    """p50, p90, p99 and mean of a spill's values (None when it is empty)."""
+    if not spill.count:
+        return {"p50": None, "p90": None, "p99": None, "mean": None}
+    if spill.count <= IN_MEMORY:
+        a = np.concatenate(list(spill.chunks()))
+        p50, p90, p99 = (float(x) for x in np.percentile(a, PERCENTILES))
+        mean = float(a.mean())
+    else:
+        p50, p90, p99 = streamed_percentiles(spill, PERCENTILES)
+        mean = float(sum(float(c.sum()) for c in spill.chunks()) / spill.count)
+    return {"p50": p50, "p90": p90, "p99": p99, "mean": mean}
 
 
 class DeviceSeries:
@@ -46,9 +159,9 @@ class Metrics:
         self.resolution_s = resolution_s
         self.out_dir = out_dir
         self.n_arrived = self.n_completed = self.n_rejected = self.calls = self.steps = 0
-        self.latency, self.queueing = array("d"), array("d")
+        self.latency, self.queueing = Spill(), Spill()
         self.slo_total = self.slo_met = 0
-        self.per_class: dict[str, array] = {}
+        self.per_class: dict[str, Spill] = {}
         self.reasons: dict[str, int] = {}
         self.live: dict[int, object] = {}  # arrived, neither completed nor rejected
         self.series: list[DeviceSeries] = []
@@ -56,7 +169,7 @@ class Metrics:
         self.trace = None
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            self._requests_file = open(out_dir / "requests.csv", "w", newline="")  # noqa: SIM115 (streamed, closed in finish)
+            self._requests_file = open(out_dir / "requests.csv", "w", newline="")  # noqa: SIM115 (streamed, closed in close_outputs)
             self._requests = csv.writer(self._requests_file)
             self._requests.writerow(REQUEST_COLUMNS)
             self._timeseries_file = open(out_dir / "timeseries.csv", "w", newline="")  # noqa: SIM115
@@ -88,7 +201,10 @@ class Metrics:
         latency = r.done_s - r.arrival_s
         self.latency.append(latency)
         self.queueing.append(r.first_start_s - r.arrival_s)
-        self.per_class.setdefault(r.cls.name, array("d")).append(latency)
+        per_class = self.per_class.get(r.cls.name)
+        if per_class is None:
+            per_class = self.per_class[r.cls.name] = Spill()
+        per_class.append(latency)
         if r.cls.slo_s is not None:
             self.slo_total += 1
             self.slo_met += latency <= r.cls.slo_s
@@ -185,24 +301,23 @@ class Metrics:
             self._row(r, "in_flight", "")
         if self.trace:
             self.trace.end()
-        self.close()
+        self.close_outputs()
 
-    def close(self) -> None:
-        """Close the output files (again is harmless): after `finish`, or when the run failed."""
+    def close_outputs(self) -> None:
+        """Close the output files (again is harmless)."""
         if self._requests is not None:
             self._requests_file.close()
             self._timeseries_file.close()
         if self.trace:
             self.trace.close()
 
-    def summary(self, end_s: float) -> dict:
-        def pct(values: array) -> dict:
-            if not len(values):
-                return {"p50": None, "p90": None, "p99": None, "mean": None}
-            a = np.frombuffer(values, dtype=float)
-            p50, p90, p99 = np.percentile(a, [50, 90, 99])
-            return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean())}
+    def close(self) -> None:
+        """Close every file, the spills too: after `summary`, or when the run failed."""
+        self.close_outputs()
+        for spill in (self.latency, self.queueing, *self.per_class.values()):
+            spill.close()
 
+    def summary(self, end_s: float) -> dict:
         n = len(self.series)
         span = max(end_s, 1e-12)
         devices = [s.device for s in self.series]
@@ -211,9 +326,9 @@ class Metrics:
             "requests": {"arrived": self.n_arrived, "completed": self.n_completed, "rejected": self.n_rejected,
                          "in_flight": len(self.live)},
             "rejections": dict(sorted(self.reasons.items())),
-            "latency_s": pct(self.latency),
-            "queueing_s": pct(self.queueing),
-            "latency_s_by_class": {k: pct(v) for k, v in sorted(self.per_class.items())},
+            "latency_s": distribution(self.latency),
+            "queueing_s": distribution(self.queueing),
+            "latency_s_by_class": {k: distribution(v) for k, v in sorted(self.per_class.items())},
             "throughput_per_s": self.n_completed / span,
             "slo_attainment": self.slo_met / self.slo_total if self.slo_total else None,
             "simulated_s": end_s,

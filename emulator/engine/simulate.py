@@ -75,6 +75,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
     try:
         end_s = replay(ctx, spec, metrics, seed, progress)
         metrics.finish(end_s)
+        measured = metrics.summary(end_s)
     finally:
         metrics.close()
     if progress:
@@ -84,7 +85,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
         "router": spec.router or s.cluster.router,
         "device": s.device, "attention": s.attention, "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
         "cost_sources": list(ctx.sources.values()),
-        **metrics.summary(end_s),
+        **measured,
     }
     if out_dir is not None:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
