@@ -11,8 +11,7 @@ import json
 import sys
 
 from emulator.devices import DEFAULT_DEVICE
-from emulator.errors import UserError
-
+from emulator.errors import UserError, clip, excerpt
 
 MAX_WORK = 5e7  # describe: op calls to cost (ops x calls); decode stages near it take tens of seconds
 SEED_LIMIT = 2**32  # numpy's seed sequence refuses negative seeds; 32 bits keep a seed short to quote
@@ -23,11 +22,6 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def clip(text: str, limit: int = 60) -> str:
-    """A user's value quoted for a message, cut to `limit` characters."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
 def positive_number(text: str) -> float:
     """A finite number above zero (`1e9` allowed)."""
     try:
@@ -35,7 +29,7 @@ def positive_number(text: str) -> float:
     except ValueError:
         value = float("nan")
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {clip(text)}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {excerpt(text)}")
     return value
 
 
@@ -46,7 +40,7 @@ def seed(text: str) -> int:
     except ValueError:
         value = None
     if value is None or not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer below 2**32, got {clip(text)}")
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer below 2**32, got {excerpt(text)}")
     return value
 
 

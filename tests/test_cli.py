@@ -94,7 +94,7 @@ def in_dir(where, *args):
     (["--out", "/proc/x"], "cannot create the results folder /proc/x"),
     (["--seed", "-1"], "--seed: must be a non-negative integer below 2**32, got '-1'"),
     (["--seed", "4294967296"], "below 2**32"),
-    (["--seed", "9" * 100], "got '" + "9" * 60 + "...'"),
+    (["--seed", "9" * 100], "got '" + "9" * 56 + "..."),  # quoted short
 ])
 def test_case1_run_refuses_an_unusable_folder_or_seed_in_one_line(small, flags, fragment):
     result = in_dir(small, "run", "small.yaml", *flags)

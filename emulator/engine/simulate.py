@@ -33,7 +33,7 @@ from emulator.engine.policies import POLICIES
 from emulator.engine.request import RequestClass
 from emulator.engine.scenario import PolicySpec, Scenario, resolve_path
 from emulator.engine.stepcost import StepCosts
-from emulator.errors import UserError
+from emulator.errors import UserError, clip
 
 
 @dataclass
@@ -146,7 +146,7 @@ def blamed_on(source: str | None):
     except UserError as e:
         if source is None:
             raise
-        raise UserError(f"{clip(Path(source))}: {e}") from None
+        raise UserError(f"{clip(source)}: {e}") from None
 
 
 def run_policies(s: Scenario, out_dir: Path | None, seed: int | None, trace: bool, progress: bool) -> list[dict]:
@@ -167,12 +167,6 @@ def run_policies(s: Scenario, out_dir: Path | None, seed: int | None, trace: boo
 
 # -- the results folder -------------------------------------------------------------------------------
 
-def clip(path: Path, limit: int = 60) -> str:
-    """A path for a message, cut to `limit` characters."""
-    text = str(path)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 @contextmanager
 def staged(target: Path):
     """A new folder beside `target` to write results into: published into `target` on success, removed on
@@ -188,13 +182,13 @@ def staged(target: Path):
 def staging_dir(target: Path) -> Path:
     """Create the staging folder beside `target`, or say in one line why results cannot go there."""
     if target.exists() and not target.is_dir():
-        raise UserError(f"cannot write results to {clip(target)}: it is a file, not a folder")
+        raise UserError(f"cannot write results to {clip(str(target))}: it is a file, not a folder")
     parent = target.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{target.absolute().name}.partial-", dir=parent))
     except OSError as e:
-        raise UserError(f"cannot create the results folder {clip(target)} ({e.strerror or e})") from None
+        raise UserError(f"cannot create the results folder {clip(str(target))} ({e.strerror or e})") from None
 
 
 def publish(staging: Path, target: Path) -> None:
