@@ -32,6 +32,7 @@ def simulate(scenario, out: str | Path | None = None, seed: int | None = None) -
     from emulator.engine.scenario import Scenario, load_scenario, scenario_from_data
     from emulator.engine.simulate import run_scenario
 
+    source = str(scenario) if isinstance(scenario, (str, Path)) else None
     if isinstance(scenario, (str, Path)):
         scenario = load_scenario(scenario)
     elif isinstance(scenario, dict):
@@ -40,7 +41,7 @@ def simulate(scenario, out: str | Path | None = None, seed: int | None = None) -
         raise TypeError(f"simulate takes a scenario path, dict or Scenario, not {type(scenario).__name__}")
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(out) if out else Path(tmp)
-        summaries = run_scenario(scenario, where, seed)
+        summaries = run_scenario(scenario, where, seed, source=source)  # errors name the file
         requests = pd.concat([pd.read_csv(where / s["policy"] / "requests.csv").assign(policy=s["policy"])
                               for s in summaries], ignore_index=True)
         series = pd.concat([pd.read_csv(where / s["policy"] / "timeseries.csv").assign(policy=s["policy"])

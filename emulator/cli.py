@@ -11,7 +11,7 @@ import json
 import sys
 
 from emulator.devices import DEFAULT_DEVICE
-from emulator.errors import UserError, clip, excerpt
+from emulator.errors import Interrupted, UserError, clip, excerpt
 
 MAX_WORK = 5e7  # describe: op calls to cost (ops x calls); decode stages near it take tens of seconds
 
@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         args.run(args)
+    except Interrupted as e:  # Ctrl-C after saving what could be kept (a sweep's finished rows): the line says what
+        print(str(e), file=sys.stderr)
+        return 130
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; `run` has removed its staging folder
         what = getattr(args, "interrupted", None)
         print(("\n" if sys.stderr.isatty() else "") + "interrupted" + (f": {what}" if what else ""), file=sys.stderr)

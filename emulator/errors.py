@@ -14,6 +14,10 @@ class UserError(ValueError):
     """Bad input (unknown name, impossible value, wrong file), reported without a traceback."""
 
 
+class Interrupted(UserError):
+    """Ctrl-C after the command saved what it could; the message says what was kept (the CLI exits 130)."""
+
+
 def _short_repr() -> reprlib.Repr:
     r = reprlib.Repr()
     r.maxlevel, r.maxtuple, r.maxlist, r.maxdict, r.maxset = 3, 6, 6, 4, 6

@@ -216,8 +216,8 @@ def test_case4_ctrl_c_stops_at_once_keeps_the_rows_and_resumes(tmp_path, monkeyp
 def test_case4_the_cli_prints_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sweep_mod, "run_one", interrupt_at_run_2)
     path = write_sweep(tmp_path, {RATE: [1.0, 2.0, 3.0]})
-    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 2
-    assert capsys.readouterr().err == "error: interrupted: 2 of 3 runs done; run the same command again to resume\n"
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 130  # as Ctrl-C in run
+    assert capsys.readouterr().err == "interrupted: 2 of 3 runs done; run the same command again to resume\n"
 
 
 # Case 5: plots labelled every point with the base policy's name ('pods-2-stagger-0.5' where the sweep set

@@ -12,7 +12,7 @@ it holds a fingerprint of the whole resolved specification, and a folder written
 by a different specification is refused rather than resumed. Runs execute in a
 local process pool, or as Ray tasks; either way the table, sorted by run id and
 policy, is the same. Ctrl-C stops the runs at once, keeps the rows written so
-far, and ends in one line (`SweepInterrupted`) rather than a traceback.
+far, and ends in one line (`emulator.errors.Interrupted`) rather than a traceback.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 from emulator.engine.scenario import read_yaml
 from emulator.engine.schema import fail, parse, type_name
 from emulator.engine.columns import COLUMNS, metric_values
-from emulator.errors import UserError, clip
+from emulator.errors import Interrupted, UserError, clip
 
 PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 SPEC_FILE = "sweep-spec.json"  # beside results.csv: the fingerprint of the specification that wrote it
@@ -53,10 +53,6 @@ class SweepFile:
     sampling: Literal["grid", "random"] = "grid"
     count: int | None = field(default=None, metadata={"min": 1})  # random sampling: how many combinations
     seeds: tuple[int, ...] = (0,)
-
-
-class SweepInterrupted(UserError):
-    """Ctrl-C during a sweep: the rows so far are kept, and running the same sweep again resumes it."""
 
 
 @dataclass(frozen=True)
@@ -384,7 +380,7 @@ def execute(sweep: SweepFile, base: dict, base_dir: Path, out: Path, workers: in
         append_runs(results, cols, run_all(todo, base, str(base_dir), sweep.name, workers, ray_address),
                     progress_bar(len(todo), sweep.name, progress))
     except KeyboardInterrupt:
-        raise SweepInterrupted(f"interrupted: {len(finished_runs(results, cols))} of {len(runs)} runs done; "
+        raise Interrupted(f"interrupted: {len(finished_runs(results, cols))} of {len(runs)} runs done; "
                                "run the same command again to resume") from None
     sort_results(results, cols)
     return results
