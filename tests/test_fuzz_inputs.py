@@ -74,12 +74,13 @@ def flags(names: list[str], workdir: Path):
 
 VERBS = {
     "describe": ["--batch", "--image-size", "--frames", "--steps", "--prompt-tokens", "--output-tokens",
-                 "--dtype", "--device", "--attention", "--module", "--config"],
+                 "--dtype", "--device", "--attention", "--module", "--config", "--max-work"],
     "run": ["--out", "--seed"],
     "sweep": ["--out", "--workers", "--heatmap", "--metric"],
     "list": [],
+    "devices": ["--json"],
 }
-POSITIONAL = {"describe": ["stable-diffusion", "llama2-7b", "parti", "nope", ""], "list": [None]}
+POSITIONAL = {"describe": ["stable-diffusion", "llama2-7b", "parti", "nope", ""], "list": [None], "devices": [None]}
 
 
 def check(argv: list[str], capsys) -> None:
