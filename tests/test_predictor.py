@@ -56,11 +56,40 @@ def test_one_row_products_are_told_apart_from_tiled_ones():
     assert p.predict(held) == pytest.approx(seconds(held), rel=0.1)
 
 
-def test_domain_is_the_measured_box_widened_by_two():
-    p = fit_predictor("linear", "fp16", LINEARS, synthetic_seconds(LINEARS))
-    assert p.covers(Linear(8192, 4096, 4096))  # 2x the largest m
-    assert not p.covers(Linear(16384, 4096, 4096))
-    assert not p.covers(Linear(64, 64, 4096))  # k below half the smallest
+def test_the_correction_fades_from_one_to_two_spacings_and_the_domain_ends_there():
+    # Four linears along m, a factor 2 apart (log spacing ln 2 in the m feature, the others equal), each
+    # measured at twice the curve: the correction is ln 2 wherever it is trusted (hand-computed).
+    from emulator.cost.predictor import KindPredictor
+
+    shapes = [Linear(m, 1024, 1024) for m in (64, 128, 256, 512)]
+    curve = [TRUE_CURVE(Op("", s, "fp16").flops, Op("", s, "fp16").bytes) for s in shapes]
+    p = KindPredictor("linear", "fp16", TRUE_CURVE, shapes, [2 * t for t in curve])
+    assert p.spacing == pytest.approx(np.log(2))
+
+    def ratio(m):
+        return p.predict(Linear(m, 1024, 1024)) / p.curve_time(Linear(m, 1024, 1024))
+
+    assert ratio(1024) == pytest.approx(2.0)  # one spacing from 512: in full
+    assert ratio(int(512 * 2**1.5)) == pytest.approx(2**0.5, rel=1e-3)  # 1.5 spacings: half the log correction
+    assert ratio(2048) == pytest.approx(1.0)  # two spacings: the curve alone
+    assert p.covers(Linear(2048, 1024, 1024)) and not p.covers(Linear(4096, 1024, 1024))
+    # Far from every point on another axis the shape is not covered, even between measured values of m.
+    assert not p.covers(Linear(128, 1024, 8192))
+
+
+def test_a_shape_far_from_every_point_gets_the_curve_not_its_distant_neighbours_plane():
+    # The H100 profile measured attention up to batch x heads 128; a decode step of batch 1024 x 4 heads
+    # against a 128-token cache lies ln(4096/128)-ish away in that feature. Its neighbours' plane
+    # multiplied the curve 3.4x (608 us, where aiconfigurator-core 0.12.0 measured 137 us on an H100);
+    # beyond two spacings it gets the curve (178 us) and is counted as a fallback.
+    from emulator.cost import cost_model
+    from emulator.shapes import Attention
+
+    h100 = cost_model("h100-sxm")
+    op = Op("a", Attention(1024, 4, 1, 128, 128, "self", kv_cache=True), "fp16")
+    predictor = h100.predictors["attention_flash"]
+    assert not h100.covers(op)
+    assert h100.op_time(op) == pytest.approx(predictor.curve_time(op.shape))
 
 
 def profile_dict(kinds=("linear",)):

@@ -24,9 +24,15 @@ The shape features are a named set per kind (FEATURE_SETS): the profile says
 which set each kind was fitted in, since libraries differ by device (a CPU's
 convolutions loop over images; a GPU's run as one implicit GEMM).
 
-The calibrated domain of a kind is the box spanned by its measured features,
-widened by a factor of 2 on each side; outside it cost models fall back to
-the curve alone (a roofline with the attained rates) and count the fallback.
+The correction is trusted only near measured shapes. A kind's spacing is the
+95th percentile, over its points, of the distance from a point to its nearest
+other point (in log features). Up to one spacing from the nearest measured
+shape the correction applies in full; from one to two spacings it fades
+linearly to nothing; beyond two the prediction is the curve alone, and the
+shape is outside the kind's calibrated domain: cost models count it as a
+fallback. (A box around the points would call a shape covered that is far
+from every one of them, and let a plane through distant neighbours multiply
+the curve several times over.)
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ SMOOTHNESS = 4.0
 RIDGE = 1e-3  # regularizes the local plane where neighbours are nearly collinear
 WEIGHT_FLOOR = 1e-3  # squared log-distance added before inverting, so no neighbour dominates alone
 CLIP = math.log(1.25)
-DOMAIN_MARGIN = math.log(2.0)
+SPACING_QUANTILE = 0.95
+LONE_POINT_SPACING = math.log(2.0)  # a kind measured at one shape trusts it within a factor of 2
 
 
 def _conv(s) -> tuple:
@@ -238,27 +245,43 @@ class KindPredictor:
         log_curve = np.log([self.curve_time(s) for s in shapes])  # [N]
         self.residual = np.log(np.asarray(seconds if medians is None else medians, float)) - log_curve  # [N]
         self.at_points = np.log(np.asarray(seconds, float)) - log_curve  # [N]
-        self.lo = self.x.min(axis=0) - DOMAIN_MARGIN  # [D]
-        self.hi = self.x.max(axis=0) + DOMAIN_MARGIN  # [D]
+        self.spacing = spacing(self.x)
 
     def curve_time(self, shape) -> float:
         """The fitted curve alone: the calibrated roofline, used outside the measured domain."""
         return curve_seconds(self.kind, self.dtype, self.curve, shape)
 
+    def nearest_distance(self, x: np.ndarray) -> float:
+        """Distance from log features x [D] to the nearest measured shape."""
+        return float(np.sqrt(((self.x - x) ** 2).sum(axis=1).min()))
+
     def covers(self, shape) -> bool:
-        x = log_features(self.features, shape)
-        return bool(np.all(x >= self.lo) and np.all(x <= self.hi))
+        return self.nearest_distance(log_features(self.features, shape)) <= 2 * self.spacing
 
     def predict(self, shape) -> float:
         return self.curve_time(shape) * math.exp(self.correction(log_features(self.features, shape)))
 
     def correction(self, x: np.ndarray) -> float:
-        """Log ratio measured / curve at x [D]: weighted local-linear fit over the nearest measured shapes."""
-        return float(local_corrections(self.x, self.residual, x[None, :], at_points=self.at_points)[0])
+        """Log ratio measured / curve at x [D]: weighted local-linear fit over the nearest measured shapes,
+        faded out from one to two spacings away from the nearest of them."""
+        trust = min(1.0, max(0.0, 2.0 - self.nearest_distance(x) / self.spacing))
+        if trust == 0.0:
+            return 0.0
+        return trust * float(local_corrections(self.x, self.residual, x[None, :], at_points=self.at_points)[0])
 
     def left_out_corrections(self) -> np.ndarray:
         """[N] the neighbours' log correction at each measured point, the point itself left out."""
         return local_corrections(self.x, self.residual, self.x, leave_out=np.arange(len(self.x)))
+
+
+def spacing(xs: np.ndarray) -> float:
+    """The SPACING_QUANTILE of the distances from each point of xs [N, D] to its nearest other point."""
+    if len(xs) < 2:
+        return LONE_POINT_SPACING
+    d2 = ((xs[:, None, :] - xs[None, :, :]) ** 2).sum(axis=2)  # [N, N]
+    np.fill_diagonal(d2, np.inf)
+    nearest = np.sqrt(d2.min(axis=1))  # [N]
+    return max(float(np.quantile(nearest, SPACING_QUANTILE)), 1e-6)
 
 
 def local_corrections(xs: np.ndarray, residual: np.ndarray, queries: np.ndarray,
