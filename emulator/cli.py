@@ -81,7 +81,7 @@ def module_pipeline(args):
 
 
 def cmd_describe(args) -> None:
-    from emulator.cost import cost_model
+    from emulator.cost import cost_model, runtime
     from emulator.cost.costing import cost_source
     from emulator.describe import check_work, format_text, report
 
@@ -95,9 +95,11 @@ def cmd_describe(args) -> None:
         knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
                                                "output_tokens", "guidance", "dtype")}
         pipeline = build(args.workload, **knobs)
+    run_as = runtime(args.runtime)
     check_work(pipeline, args.max_work)
     model = cost_model(args.device, args.attention, args.roofline)
-    r = report(pipeline, model, cost_source(args.device, args.roofline))
+    run_as.check(model)
+    r = report(pipeline, model, cost_source(args.device, args.roofline), run_as)
     print(json.dumps(r, indent=2) if args.json else format_text(r))
 
 
@@ -113,7 +115,8 @@ def cmd_run(args) -> None:
     out = Path(args.out or scenario.output.dir or Path("results") / scenario.name)
     progress = sys.stderr.isatty()
     summaries = run_scenario(scenario, out, seed, args.trace or scenario.output.trace, progress, args.scenario)
-    print(f"{scenario.name}: {len(summaries)} policies on {scenario.device} ({scenario.attention} attention), "
+    print(f"{scenario.name}: {len(summaries)} policies on {scenario.device} ({scenario.attention} attention, "
+          f"{scenario.runtime} runtime), "
           f"seed {summaries[0]['seed']}; results in {out}/")
     for source in summaries[0]["cost_sources"]:
         print(f"kernel times on {source['device']}: {source_text(source)}")
@@ -176,6 +179,8 @@ def parser() -> Parser:
     d.add_argument("--attention", choices=("flash", "baseline"), default="flash",
                    help="attention implementation to cost (default flash)")
     d.add_argument("--roofline", action="store_true", help="cost by the device's datasheet roofline")
+    d.add_argument("--runtime", default="eager", help="how the model is run: eager (the host dispatches op by op, "
+                   "the default) or cuda-graphs (one graph launch per call; not on a CPU)")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.add_argument("--max-work", type=positive_number, default=MAX_WORK,
                    help=f"refuse requests whose costing takes more op calls (ops x calls) than this; default {MAX_WORK:g}")

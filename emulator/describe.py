@@ -2,7 +2,9 @@
 
 `report(pipeline)` returns a plain dict (the `--json` output); `format_text`
 renders it for a terminal. Every number is derived from the stage graphs; with
-a cost model the report also says where its kernel times come from. Costing
+a cost model the report also says where its kernel times come from, and is
+costed under a runtime (`emulator.cost.runtime`; the key `runtime` appears
+when it is not the default, eager, whose reports are unchanged). Costing
 takes time in proportion to ops x calls, so `check_work` refuses up front a
 request past a limit (the command line's `--max-work`).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from emulator.cost import CostModel, stage_time
+from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.costing import source_text
 from emulator.errors import UserError
 from emulator.ops import CATEGORIES
@@ -57,12 +60,12 @@ def attention_summary(stage: Stage) -> list[dict]:
     ]
 
 
-def component(stage: Stage, model: CostModel | None = None) -> dict:
+def component(stage: Stage, model: CostModel | None = None, runtime: Runtime = EAGER) -> dict:
     g = stage.graph()
     per_request = stage.request_totals()
     timing = {}
     if model is not None:
-        first, request = stage_time(stage, model)
+        first, request = stage_time(stage, model, runtime=runtime)
         timing = {
             "time_per_call_s": first.seconds,
             "time_per_request_s": request.seconds,
@@ -98,7 +101,7 @@ def component(stage: Stage, model: CostModel | None = None) -> dict:
     }
 
 
-def timing_summary(components: list[dict], model: CostModel, source: dict | None) -> dict:
+def timing_summary(components: list[dict], model: CostModel, source: dict | None, runtime: Runtime) -> dict:
     """Request-level times: components run one after another; `source` says where the kernel times come from."""
     breakdown: dict[str, float] = {}
     for c in components:
@@ -109,6 +112,7 @@ def timing_summary(components: list[dict], model: CostModel, source: dict | None
         "cost_model": model.name,
         "cost_source": source,
         "attention": model.attention,
+        **({} if runtime == EAGER else {"runtime": runtime.name}),
         "time_per_request_s": sum(c["time_per_request_s"] for c in components),
         "breakdown_s": {k: breakdown[k] for k in CATEGORIES if k in breakdown},
         "host_idle_s": sum(c["host_idle_per_request_s"] for c in components),
@@ -116,10 +120,11 @@ def timing_summary(components: list[dict], model: CostModel, source: dict | None
     }
 
 
-def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | None = None) -> dict:
-    """The describe report; with a cost model, also the times per call, per request and per category,
-    and with its `cost_source` where those times come from."""
-    components = [component(s, model) for s in pipeline.stages]
+def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | None = None,
+           runtime: Runtime = EAGER) -> dict:
+    """The describe report; with a cost model, also the times per call, per request and per category under
+    the runtime, and with its `cost_source` where those times come from."""
+    components = [component(s, model, runtime) for s in pipeline.stages]
     analytic = [(s, c) for s, c in zip(pipeline.stages, components) if s.similarity_formula]
     return {
         "workload": pipeline.workload,
@@ -138,7 +143,7 @@ def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | No
         "peak_activation_bytes": max(c["peak_activation_bytes"] for c in components),
         "peak_activation_bytes_baseline": max(c["peak_activation_bytes_baseline"] for c in components),
         "kv_cache_bytes": max(c["kv_cache_bytes_last"] for c in components),
-        **(timing_summary(components, model, source) if model is not None else {}),
+        **(timing_summary(components, model, source, runtime) if model is not None else {}),
     }
 
 
@@ -195,7 +200,8 @@ def format_text(r: dict) -> str:
         lines.append(f"    of which {', '.join(a['stages'])}: {_bytes(a['graph_bytes_per_request'])} from the graph, "
                      f"{_bytes(a['formula_bytes_per_request'])} by the analytic formula")
     if "time_per_request_s" in r:
-        lines.append(f"  time on {r['device']} ({r['cost_model']}, {r['attention']} attention): "
+        lines.append(f"  time on {r['device']} ({r['cost_model']}, {r['attention']} attention, "
+                     f"{r.get('runtime', EAGER.name)} runtime): "
                      f"{_ms(r['time_per_request_s'])}, of which the device waits for the host {_ms(r['host_idle_s'])}")
         if r["cost_source"]:
             lines.append(f"  kernel times from: {source_text(r['cost_source'])}")

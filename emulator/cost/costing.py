@@ -8,7 +8,8 @@ or `roofline=True`); `cost_model("path/to/profile.json")` loads that profile.
 measured profile (its date and device fingerprint), a derived one, or the
 datasheet roofline (uncalibrated); `source_text` puts that in one line.
 `stage_time` costs a stage's first call and its whole request (every call,
-decode steps with their longer KV caches) on the host/device timeline.
+decode steps with their longer KV caches) on the host/device timeline, under a
+runtime (`emulator.cost.runtime`, default eager).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from emulator.cost.model import CostModel
 from emulator.cost.profile import Profile, load_profile, shipped_profile
 from emulator.cost.roofline import Roofline
+from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.timeline import CallTime, GraphCoster, sum_calls
 from emulator.devices import device
 from emulator.pipeline import Stage
@@ -71,9 +73,10 @@ def source_text(source: dict) -> str:
     return f"{source['source']} profile {source['profile']}" + (f" ({facts})" if facts else "")
 
 
-def stage_time(stage: Stage, model: CostModel, batch: int | None = None) -> tuple[CallTime, CallTime]:
-    """(first call, whole request) of a stage under a cost model."""
-    coster = GraphCoster(stage.graph(batch), model, model.device.synchronous)
+def stage_time(stage: Stage, model: CostModel, batch: int | None = None,
+               runtime: Runtime = EAGER) -> tuple[CallTime, CallTime]:
+    """(first call, whole request) of a stage under a cost model and a runtime (default eager)."""
+    coster = GraphCoster(stage.graph(batch), model, model.device.synchronous, runtime)
     first = coster.call()
     if stage.kv_growth and stage.calls > 1:
         request = sum_calls([first] + [coster.call(c * stage.kv_growth) for c in range(1, stage.calls)])

@@ -12,7 +12,9 @@ before op j-1 ends. The call ends when the last op does:
 so a step's time is set by whichever side is the bottleneck, and where. At
 small batch the device idles waiting for the host (`host_idle_s`). On a CPU the
 same thread runs the kernels: the call takes the sum of kernel times plus
-dispatch, with no overlap.
+dispatch, with no overlap. That is the `eager` runtime; the runtime (a costing
+input, `emulator.cost.runtime`) sets H_j, e.g. `cuda-graphs` issues every
+kernel with one launch per call.
 
 A decode step differs from the graph's first call only in the ops that read
 the growing KV caches; `GraphCoster` re-costs just those (`grown`), and is the
@@ -28,6 +30,7 @@ import numpy as np
 
 from emulator.cost.kernels import kernel_count
 from emulator.cost.model import CostModel
+from emulator.cost.runtime import EAGER, Runtime
 from emulator.graph import OpGraph
 from emulator.ops import CATEGORIES, Op
 
@@ -54,14 +57,13 @@ def finish_time(kernel_s: np.ndarray, dispatched_s: np.ndarray, synchronous: boo
 
 
 class GraphCoster:
-    """Costs the calls of one graph (and of its later decode steps) under a cost model."""
+    """Costs the calls of one graph (and of its later decode steps) under a cost model and a runtime."""
 
-    def __init__(self, graph: OpGraph, model: CostModel, synchronous: bool):
-        self.graph, self.model, self.synchronous = graph, model, synchronous
+    def __init__(self, graph: OpGraph, model: CostModel, synchronous: bool, runtime: Runtime = EAGER):
+        self.graph, self.model, self.synchronous, self.runtime = graph, model, synchronous, runtime
         self.counts_fallbacks = model.calibrated  # a roofline has no domain to fall out of
         extra_kernels = np.array([kernel_count(op, model.attention) - 1 for op in graph.ops], dtype=float)
-        host = model.host_s_per_op + extra_kernels * model.host_s_per_kernel  # [ops]
-        self.dispatched = np.cumsum(host)
+        self.dispatched = runtime.dispatched(model, extra_kernels)  # [ops]
         self.kernel_s = np.array([model.op_time(op) for op in graph.ops])
         index = {c: i for i, c in enumerate(CATEGORIES)}
         self.category = np.array([index[op.category] for op in graph.ops])

@@ -1,7 +1,8 @@
 """Scenario files: the typed, validated description of one emulated experiment.
 
 A scenario names the device (a catalog name, whose shipped profile costs the
-kernels, or a profile file), the attention implementation, the cluster (device
+kernels, or a profile file), the attention implementation, the runtime (how
+the model is run, `emulator.cost.runtime`: eager or cuda-graphs), the cluster (device
 groups, which stages each serves, the router), the traffic classes, the
 scheduling policies to compare, the seed, the horizon and the outputs. Every
 defect a user can make ends in one line naming the key and the problem.
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
+from emulator.cost.runtime import DEFAULT_RUNTIME, RUNTIMES, runtime
 from emulator.devices import DEFAULT_DEVICE, catalog
 from emulator.engine.policies import POLICIES
 from emulator.engine.schema import convert, fail, parse, type_name
@@ -56,6 +58,7 @@ class Group:
 
 
 Router = Literal["round-robin", "least-loaded", "bucket-affinity"]
+RuntimeName = Literal[tuple(RUNTIMES)]  # the registry's names: a wrong one is refused listing them
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Scenario:
     seed: int = field(default=0, metadata=SEED_BOUNDS)
     device: str = DEFAULT_DEVICE
     attention: Literal["flash", "baseline"] = "flash"
+    runtime: RuntimeName = DEFAULT_RUNTIME  # how the model is run: a key of emulator.cost.runtime.RUNTIMES
     horizon_s: float = field(default=60.0, metadata={"above": 0})  # arrivals stop here
     drain: bool = True  # after the horizon, run until every admitted request completes
     cluster: Cluster = field(default_factory=Cluster)
@@ -215,7 +219,7 @@ def check_knobs(t: TrafficClass, where: str) -> None:
 
 
 def check_devices(s: Scenario) -> list:
-    """Every group's device loads; returns their cost models."""
+    """Every group's device loads and can run the scenario's runtime; returns their cost models."""
     from emulator.cost import cost_model
 
     models = []
@@ -228,6 +232,10 @@ def check_devices(s: Scenario) -> list:
             models.append(cost_model(resolve_path(s, spec), s.attention))
         except UserError as e:
             fail(where, str(e))
+        try:
+            runtime(s.runtime).check(models[-1])
+        except UserError as e:
+            fail("runtime", str(e))
     return models
 
 
@@ -241,7 +249,7 @@ def check_work(s: Scenario, trace_rows: list[int], models: list) -> None:
         stages = build(t.workload, **t.knobs).stages
         calls = sum(st.calls for st in stages)
         n = expected_requests(t.arrival, s.horizon_s, t.max_requests, trace_rows[i],
-                              lambda stages=stages: request_lower_bound_s(stages, models))
+                              lambda stages=stages: request_lower_bound_s(stages, models, runtime(s.runtime)))
         parts.append((n * calls, f"traffic[{i}]: {n:.3g} requests x {calls} stage calls"))
     devices = sum(g.devices for g in s.groups)
     bins = s.horizon_s / s.resolution_s + 1  # a float: an absurd horizon gives inf, not an OverflowError
@@ -253,12 +261,12 @@ def check_work(s: Scenario, trace_rows: list[int], models: list) -> None:
                         f"= {s.limits.max_events}; set limits: {{max_events: N}} to allow more")
 
 
-def request_lower_bound_s(stages, models: list) -> float:
+def request_lower_bound_s(stages, models: list, run_as) -> float:
     """Seconds one request takes at least: every stage call as fast as its first, on the fastest device."""
     from emulator.cost.timeline import GraphCoster
 
     def first_call_s(stage, model) -> float:
-        return GraphCoster(stage.graph(), model, model.device.synchronous).call().seconds
+        return GraphCoster(stage.graph(), model, model.device.synchronous, run_as).call().seconds
 
     return sum(st.calls * min(first_call_s(st, m) for m in models) for st in stages)
 

@@ -4,7 +4,8 @@
 processes for one policy, runs to the horizon (or until drained), checks that
 every arrived request is accounted for, and writes `summary.json`,
 `requests.csv`, `timeseries.csv` (and `trace.json`); a summary says per device
-where its kernel times come from (`cost_sources`). Pipelines, cost models and
+where its kernel times come from (`cost_sources`), and the runtime when it is
+not the default (eager). Pipelines, cost models and
 memoized step costs are built once per scenario and shared by its policies.
 `run_scenario` writes every policy's results into a staging folder beside the
 target and moves them into place only when all have run, so a failed or
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import simpy
 
+from emulator.cost.runtime import DEFAULT_RUNTIME
 from emulator.engine.arrivals import start_arrivals
 from emulator.engine.cluster import Cluster
 from emulator.engine.metrics import Metrics
@@ -46,7 +48,7 @@ class Context:
     sources: dict[str, dict] = field(default_factory=dict)  # per device spec: where its kernel times come from
 
     def __post_init__(self):
-        from emulator.cost import cost_model
+        from emulator.cost import cost_model, runtime
         from emulator.cost.costing import cost_source
         from workloads import build
 
@@ -63,7 +65,7 @@ class Context:
         for g in s.groups:
             spec = g.device or s.device
             if spec not in self.costs:
-                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention))
+                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention), runtime(s.runtime))
                 self.sources[spec] = cost_source(resolve_path(s, spec))
 
 
@@ -83,7 +85,9 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
     summary = {
         "scenario": s.name, "policy": spec.name, "kind": spec.policy, "params": asdict(spec.params),
         "router": spec.router or s.cluster.router,
-        "device": s.device, "attention": s.attention, "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
+        "device": s.device, "attention": s.attention,
+        **({} if s.runtime == DEFAULT_RUNTIME else {"runtime": s.runtime}),  # eager summaries are unchanged
+        "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
         "cost_sources": list(ctx.sources.values()),
         **measured,
     }

@@ -6,8 +6,8 @@ arrays once (kernel seconds, host dispatch times, FLOPs and bytes under the
 attention implementation), and a decode call re-costs only the ops that read
 the growing KV cache, as the timeline's `GraphCoster.grown` gives them. Times
 come from the cost model through the host/device timeline of
-`emulator.cost.timeline`, so a batch step here is exactly the call time
-`describe` reports.
+`emulator.cost.timeline` under the scenario's runtime, so a batch step here is
+exactly the call time `describe` reports.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from emulator.cost.kernels import work
 from emulator.cost.model import CostModel
+from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.timeline import GraphCoster
 from emulator.engine.concurrency import Segment, demands, kernel_segments, occupancy
 from emulator.pipeline import Stage
@@ -33,12 +34,12 @@ class StepCost:
 
 
 class StageAtBatch:
-    """One stage's graph at one per-call batch, costed under one model."""
+    """One stage's graph at one per-call batch, costed under one model and runtime."""
 
-    def __init__(self, stage: Stage, batch: int, model: CostModel):
+    def __init__(self, stage: Stage, batch: int, model: CostModel, runtime: Runtime = EAGER):
         self.stage, self.batch, self.model, self.attention = stage, batch, model, model.attention
         graph = stage.graph(batch)
-        self.coster = GraphCoster(graph, model, model.device.synchronous)
+        self.coster = GraphCoster(graph, model, model.device.synchronous, runtime)
         w = [work(op, self.attention) for op in graph.ops]
         self.flops = np.array([f for f, _ in w], dtype=float)
         self.bytes = np.array([b for _, b in w], dtype=float)
@@ -81,10 +82,10 @@ class StageAtBatch:
 
 
 class StepCosts:
-    """Memoized costs of every (stage, batch) the engine forms, under one cost model."""
+    """Memoized costs of every (stage, batch) the engine forms, under one cost model and runtime."""
 
-    def __init__(self, model: CostModel):
-        self.model = model
+    def __init__(self, model: CostModel, runtime: Runtime = EAGER):
+        self.model, self.runtime = model, runtime
         self._at: dict[tuple[int, int], StageAtBatch] = {}
         self._seq: dict[int, int] = {}
 
@@ -92,7 +93,7 @@ class StepCosts:
         key = (id(stage), batch)
         found = self._at.get(key)
         if found is None:
-            found = self._at[key] = StageAtBatch(stage, batch, self.model)
+            found = self._at[key] = StageAtBatch(stage, batch, self.model, self.runtime)
         return found
 
     def step(self, stage: Stage, batch: int, call: int) -> StepCost:
