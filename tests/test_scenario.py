@@ -64,6 +64,8 @@ def with_change(path, value):
     (("device",), "tpu-v9", "device: unknown device 'tpu-v9'"),
     (("cluster", "router"), "random", "cluster.router: must be one of"),
     (("drain",), "yes", "drain: must be true or false, got 'yes'"),
+    (("runtime",), "jit", "runtime: must be one of 'eager', 'cuda-graphs', got 'jit'"),
+    (("runtime",), 3, "runtime: must be one of 'eager', 'cuda-graphs', got 3"),
 ])
 def test_malformed_scenarios_name_the_key_and_the_problem(path, value, message):
     with pytest.raises(UserError) as e:
