@@ -109,7 +109,7 @@ class Scenario:
     cluster: Cluster = field(default_factory=Cluster)
     output: Output = field(default_factory=Output)
     limits: Limits = field(default_factory=Limits)
-    base_dir: str = field(default=".", compare=False)  # where relative paths in the file resolve
+    base_dir: str = field(default=".", compare=False, metadata={"internal": True})  # where relative paths resolve
 
     @property
     def groups(self) -> tuple[Group, ...]:

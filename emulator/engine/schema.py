@@ -2,7 +2,8 @@
 
 `parse(cls, data, where)` checks a mapping against the dataclass's fields and
 type hints: unknown keys, missing keys, wrong types and values outside the
-bounds a field declares in its metadata (`min`, `above`, `max`) raise a
+bounds a field declares in its metadata (`min`, `above`, `max`; `internal`
+keeps a field the caller fills out of the keys a message lists) raise a
 `UserError` that names the key by its path (`policies[2].stagger`) and the
 problem, quoting at most a short excerpt of the value. Supported hints: bool,
 int, float, str, `X | None`, `Literal[...]`, `tuple[X, ...]`, `dict[str, X]`,
@@ -134,8 +135,9 @@ def parse(cls, data: Any, where: str, parsed: typing.Mapping[str, Any] = types.M
     known = {f.name: f for f in fields(cls) if f.init}
     for key in data:
         if key not in known:
+            listed = [k for k, f in known.items() if not f.metadata.get("internal")]
             fail(f"{where}.{clip(key)}" if isinstance(key, str) else where,
-                 f"unknown key; expected one of: {', '.join(known)}")
+                 f"unknown key; expected one of: {', '.join(listed)}")
     values = {}
     for name, f in known.items():
         path = f"{where}.{name}"
