@@ -1,4 +1,4 @@
-"""`python -m calibration run | report | convert | derive | validate | concurrency`: measure, check and derive kernel-cost profiles."""
+"""`python -m calibration run | report | convert | derive | import-public | validate | concurrency`: measure, check and derive kernel-cost profiles."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def parser() -> Parser:
                    help="validate one attention implementation only (default both)")
     v.add_argument("--rounds", type=int, default=1,
                    help="time every case this many times, round-robin, and keep the median (default 1)")
+    ip = sub.add_parser("import-public", help="a GPU's profile from aiconfigurator's measured kernel tables "
+                        "(needs the `public` extra)")
+    ip.add_argument("--system", required=True, help="aiconfigurator system (h100_sxm, b200_sxm, ...) or all")
+    ip.add_argument("--framework", help="framework whose tables to read (default: vllm, else the one with most)")
+    ip.add_argument("--data-dir", type=Path, help="the wheel's aiconfigurator_core/systems/data (default: installed)")
+    ip.add_argument("--out", type=Path, help="profile file to write (a folder with --system all; default: "
+                    "calibration/profiles/<the device's file>)")
     c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
     c.add_argument("--out", type=Path, required=True, help="CSV to write")
     return p
@@ -108,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             from calibration.convert import convert
 
             print(f"wrote {convert(args.profile, args.out)}")
+        elif args.command == "import-public":
+            from calibration.public_import import import_and_write
+
+            for path in import_and_write(args.system, args.framework, args.data_dir, args.out):
+                print(f"wrote {path}")
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 
