@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 
-from emulator.errors import UserError
+from emulator.errors import UserError, clip, excerpt
 
 CATALOG = Path(__file__).with_name("devices.json")
 DEFAULT_DEVICE = "a100-sxm4-80gb"  # the study ran on A100s; the shipped profile costs it
@@ -83,8 +83,13 @@ def catalog() -> dict[str, Device]:
     return out
 
 
+def catalog_hint() -> str:
+    """A short reminder of the catalog for error messages (the full list grows with every device)."""
+    return f"`python -m emulator devices` lists the catalog ({clip(', '.join(catalog()), 40)})"
+
+
 def device(name: str) -> Device:
     devices = catalog()
     if name not in devices:
-        raise UserError(f"unknown device {name!r}; the catalog has: {', '.join(devices)}")
+        raise UserError(f"unknown device {excerpt(name)}; {catalog_hint()}")
     return devices[name]

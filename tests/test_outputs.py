@@ -100,15 +100,15 @@ def test_case3_a_model_too_large_for_the_device_names_the_scenario_file(work, ca
 
 def test_case4_a_run_says_per_device_where_its_kernel_times_come_from(work, capsys):
     placed = SMALL.replace("horizon_s: 2", "horizon_s: 2\ndevice: h100-sxm\ncluster:\n  groups:\n"
-                           "    - {name: edges, stages: [text_encoder, vae_decoder], device: h200}\n"
+                           "    - {name: edges, stages: [text_encoder, vae_decoder], device: l4}\n"
                            "    - {name: unets}")
     (work / "placed.yaml").write_text(placed)
     assert main(["run", "placed.yaml", "--out", "out"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("kernel times on h200: datasheet roofline, uncalibrated")
+    assert out[1].startswith("kernel times on l4: datasheet roofline, uncalibrated")
     assert out[2].startswith("kernel times on h100-sxm: measured profile calibration/profiles/h100-sxm.json (")
     summary = json.loads((work / "out" / "fcfs" / "summary.json").read_text())
-    assert [(s["device"], s["source"]) for s in summary["cost_sources"]] == [("h200", "roofline"),
+    assert [(s["device"], s["source"]) for s in summary["cost_sources"]] == [("l4", "roofline"),
                                                                              ("h100-sxm", "measured")]
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from emulator.cost.runtime import DEFAULT_RUNTIME, RUNTIMES, runtime
-from emulator.devices import DEFAULT_DEVICE, catalog
+from emulator.devices import DEFAULT_DEVICE, catalog, catalog_hint
 from emulator.engine.policies import POLICIES
 from emulator.engine.schema import convert, fail, parse, type_name
 from emulator.errors import UserError, clip, excerpt
@@ -227,7 +227,7 @@ def check_devices(s: Scenario) -> list:
         spec = g.device or s.device
         where = f"cluster.groups[{i}].device" if g.device else "device"
         if not spec.endswith(".json") and spec not in catalog() and not is_file(Path(spec)):
-            fail(where, f"unknown device {excerpt(spec)}; the catalog has: {', '.join(catalog())}")
+            fail(where, f"unknown device {excerpt(spec)}; {catalog_hint()}")
         try:
             models.append(cost_model(resolve_path(s, spec), s.attention))
         except UserError as e:
