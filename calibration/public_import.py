@@ -7,8 +7,9 @@ so the profile is `measured` (provenance names the package, version, files,
 framework and timing method); the host's per-op and per-kernel times, which a
 graph replay leaves out, come from the device catalog. Kinds: `linear`
 (the bf16 GEMM table) and `attention_flash` (prefill, decode and encoder
-attention); every other kind falls back to the roofline as for an
-uncalibrated device. Tables are read by calibration/public_tables.py.
+attention); the kinds the tables lack are the measured H100 profile's, scaled
+to the device by a stated rule (calibration/scaled_kinds.py). Tables are read
+by calibration/public_tables.py.
 
 One framework per system: vLLM where it has the tables (its bf16 GEMM is
 torch.nn.functional.linear, the cuBLAS call eager PyTorch makes, and its
@@ -25,12 +26,14 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 from calibration.public_tables import TABLES, frameworks, table_files, table_shapes
 from calibration.write import profile_document, write
-from emulator.cost.predictor import DEFAULT_FEATURES, FEATURE_SETS, fit_predictor
-from emulator.cost.profile import shape_to_json
+from calibration.scaled_kinds import scaled_kinds
+from emulator.cost.predictor import DEFAULT_FEATURES, FEATURE_SETS, Curve, fit_predictor
+from emulator.cost.profile import load_profile, shape_to_json
 from emulator.devices import device as catalog_device
 from emulator.errors import UserError
 
@@ -38,6 +41,7 @@ PACKAGE = "aiconfigurator-core"
 PACKAGE_VERSION = "0.12.0"
 DTYPE = "bf16"
 PROFILES = Path(__file__).with_name("profiles")
+MEASURED_H100 = PROFILES / "h100-sxm.json"
 # aiconfigurator system -> (catalog device, profile file). Devices with their own shipped profile get `-public`.
 SYSTEMS = {
     "a100_sxm": ("a100-sxm4-80gb", "a100-sxm4-80gb-public.json"),
@@ -149,7 +153,9 @@ def provenance(system: str, framework: str, why: str, read: list[dict], gpu: str
                       "equal shapes (and attention batch x heads) merged at their median"),
         "citations": [f"{PACKAGE}=={PACKAGE_VERSION} (PyPI, Apache-2.0, Copyright NVIDIA CORPORATION & "
                       "AFFILIATES): aiconfigurator_core/systems/data/" + r["file"] for r in read]
-                     + ["calibration/public/aiconfigurator/NOTICE"],
+                     + ["calibration/public/aiconfigurator/NOTICE",
+                        "calibration/profiles/h100-sxm.json: the kinds the tables lack, scaled to this device "
+                        "(calibration/scaled_kinds.py)"],
     }
 
 
@@ -165,10 +171,27 @@ def import_public(system: str, framework: str | None = None, data_dir: Path | No
         raise UserError(f"{system} ({framework}): no usable rows for {', '.join(missing)}")
     dev = catalog_device(SYSTEMS[system][0])
     entries = {k: kind_entry(k, shapes, dev, backend_of(k, framework, read)) for k, shapes in kinds.items()}
+    entries.update(transferred(entries, dev, data_dir, framework))
     gpu = next((r["device"] for r in read if r["device"]), system)
     host = {"s_per_kernel": dev.host_us_per_kernel * 1e-6, "s_per_op": dev.host_us_per_op * 1e-6,
             "included_in_kernel_times": False, "source": dev.host_source}
     return profile_document(dev.name, DTYPE, provenance(system, framework, why, read, gpu), host, entries, [])
+
+
+def transferred(entries: dict, dev, data_dir: Path | None, framework: str) -> dict:
+    """The kinds the tables lack, from the measured H100 profile (calibration/scaled_kinds.py)."""
+    target_linear = Curve(**entries["linear"]["curve"])
+    h100_linear = target_linear if dev.name == "h100-sxm" else h100_public_linear(data_dir, framework)
+    measured = load_profile(MEASURED_H100)
+    return scaled_kinds(measured, target_linear, h100_linear, dev, catalog_device("h100-sxm"), DTYPE, set(entries))
+
+
+@cache
+def h100_public_linear(data_dir: Path | None, framework: str) -> Curve:
+    """The H100's linear curve fitted to the same framework's public GEMM table: the reference of the GEMM rule."""
+    system_dir = Path(data_dir or default_data_dir()) / "h100_sxm"
+    kinds, read = read_system(system_dir, choose_framework(system_dir, framework)[0])
+    return Curve(**kind_entry("linear", kinds["linear"], catalog_device("h100-sxm"), "")["curve"])
 
 
 def import_and_write(system: str, framework: str | None, data_dir: Path | None, out: Path | None) -> list[Path]:
