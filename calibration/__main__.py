@@ -15,6 +15,32 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
+def add_validate(sub) -> None:
+    """The `validate` subcommand's arguments."""
+    v = sub.add_parser("validate", help="time real PyTorch models and compare with the emulator")
+    v.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    v.add_argument("--profile", required=True, help="profile file or catalog device to predict with")
+    v.add_argument("--out", type=Path, required=True, help="CSV to write (a directory: validation.csv in it)")
+    v.add_argument("--models", nargs="+", help="some of: sd-unet sd-vae-decoder unet3d llama2-7b-prefill "
+                   "llama2-7b-decode (default all)")
+    v.add_argument("--isolated", action="store_true",
+                   help="also time each model's kernels one by one right after it: is an error the kernels "
+                        "composing differently in the model, or the profile?")
+    v.add_argument("--allocator", choices=ALLOCATOR_STATES,
+                   help="on a CPU: the allocator state to time the models in (default: the profile's)")
+    v.add_argument("--attention", choices=("flash", "baseline"),
+                   help="validate one attention implementation only (default both)")
+    v.add_argument("--rounds", type=int, default=1,
+                   help="time every case this many times, round-robin, and keep the median (default 1)")
+    ip = sub.add_parser("import-public", help="a GPU's profile from aiconfigurator's measured kernel tables "
+                        "(needs the `public` extra)")
+    ip.add_argument("--system", required=True, help="aiconfigurator system (h100_sxm, b200_sxm, ...) or all")
+    ip.add_argument("--framework", help="framework whose tables to read (default: vllm, else the one with most)")
+    ip.add_argument("--data-dir", type=Path, help="the wheel's aiconfigurator_core/systems/data (default: installed)")
+    ip.add_argument("--out", type=Path, help="profile file to write (a folder with --system all; default: "
+                    "calibration/profiles/<the device's file>)")
+
+
 def parser() -> Parser:
     p = Parser(prog="calibration", description="Kernel calibration for the emulator.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -47,30 +73,12 @@ def parser() -> Parser:
     conv = sub.add_parser("convert", help="rewrite a version-1 profile as version 2 (in place unless --out)")
     conv.add_argument("profile", type=Path)
     conv.add_argument("--out", type=Path, help="profile file to write (its raw passes go beside it)")
+    t = sub.add_parser("transfer", help="a profile for a GPU with datasheet facts only, from the measured H100")
+    t.add_argument("--device", required=True, help="catalog device to write a profile for")
+    t.add_argument("--out", type=Path, help="profile file (default calibration/profiles/DEVICE.json)")
     d = sub.add_parser("derive", help="build the A100/H100 profiles from public measurements")
     d.add_argument("--out-dir", type=Path, default=Path(__file__).with_name("profiles"))
-    v = sub.add_parser("validate", help="time real PyTorch models and compare with the emulator")
-    v.add_argument("--device", choices=("cpu", "cuda"), required=True)
-    v.add_argument("--profile", required=True, help="profile file or catalog device to predict with")
-    v.add_argument("--out", type=Path, required=True, help="CSV to write (a directory: validation.csv in it)")
-    v.add_argument("--models", nargs="+", help="some of: sd-unet sd-vae-decoder unet3d llama2-7b-prefill "
-                   "llama2-7b-decode (default all)")
-    v.add_argument("--isolated", action="store_true",
-                   help="also time each model's kernels one by one right after it: is an error the kernels "
-                        "composing differently in the model, or the profile?")
-    v.add_argument("--allocator", choices=ALLOCATOR_STATES,
-                   help="on a CPU: the allocator state to time the models in (default: the profile's)")
-    v.add_argument("--attention", choices=("flash", "baseline"),
-                   help="validate one attention implementation only (default both)")
-    v.add_argument("--rounds", type=int, default=1,
-                   help="time every case this many times, round-robin, and keep the median (default 1)")
-    ip = sub.add_parser("import-public", help="a GPU's profile from aiconfigurator's measured kernel tables "
-                        "(needs the `public` extra)")
-    ip.add_argument("--system", required=True, help="aiconfigurator system (h100_sxm, b200_sxm, ...) or all")
-    ip.add_argument("--framework", help="framework whose tables to read (default: vllm, else the one with most)")
-    ip.add_argument("--data-dir", type=Path, help="the wheel's aiconfigurator_core/systems/data (default: installed)")
-    ip.add_argument("--out", type=Path, help="profile file to write (a folder with --system all; default: "
-                    "calibration/profiles/<the device's file>)")
+    add_validate(sub)
     c = sub.add_parser("concurrency", help="kernel pairs on two CUDA streams against each alone")
     c.add_argument("--out", type=Path, required=True, help="CSV to write")
     return p
@@ -120,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in import_and_write(args.system, args.framework, args.data_dir, args.out):
                 print(f"wrote {path}")
+        elif args.command == "transfer":
+            from calibration.transfer import transfer_and_write
+
+            print(f"wrote {transfer_and_write(args.device, args.out)}")
         elif args.command == "concurrency":
             from calibration.concurrency import concurrency
 

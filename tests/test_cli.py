@@ -105,9 +105,9 @@ def test_case1_run_refuses_an_unusable_folder_or_seed_in_one_line(small, flags, 
 
 
 def test_case4_describe_says_where_its_kernel_times_come_from(capsys):
-    assert main(["describe", "stable-diffusion", "--steps", "2", "--device", "l4"]) == 0
+    assert main(["describe", "stable-diffusion", "--steps", "2", "--device", "l4", "--roofline"]) == 0
     out = capsys.readouterr().out
-    assert "kernel times from: datasheet roofline, uncalibrated (no profile is shipped for this device)" in out
+    assert "kernel times from: datasheet roofline, uncalibrated (requested)" in out
     assert main(["describe", "stable-diffusion", "--steps", "2", "--device", "h100-sxm", "--json"]) == 0
     source = json.loads(capsys.readouterr().out)["cost_source"]
     assert source["source"] == "measured" and source["date"] and source["device_fingerprint"]["sms"] == 132
@@ -122,11 +122,11 @@ def test_case4_devices_lists_the_catalog_with_each_source(capsys):
     by_name = {line.split()[0]: line for line in lines}
     assert "measured profile calibration/profiles/cpu-fp32.json (" in by_name["cpu"]
     assert "derived profile calibration/profiles/a100-sxm4-80gb.json" in by_name["a100-sxm4-80gb"]
-    assert by_name["l4"].endswith("datasheet roofline, uncalibrated (no profile is shipped for this device)")
+    assert "derived profile calibration/profiles/l4.json (python -m calibration transfer" in by_name["l4"]
     assert "measured profile calibration/profiles/h200.json" in by_name["h200"]  # aiconfigurator's tables
     assert main(["devices", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["name"]: r["cost_source"]["source"] for r in rows}["l4"] == "roofline"
+    assert {r["name"]: r["cost_source"]["source"] for r in rows}["l4"] == "derived"
 
 
 def test_case5_describe_refuses_work_past_the_limit_before_costing(capsys, monkeypatch):

@@ -105,10 +105,10 @@ def test_case4_a_run_says_per_device_where_its_kernel_times_come_from(work, caps
     (work / "placed.yaml").write_text(placed)
     assert main(["run", "placed.yaml", "--out", "out"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("kernel times on l4: datasheet roofline, uncalibrated")
+    assert out[1].startswith("kernel times on l4: derived profile calibration/profiles/l4.json (")
     assert out[2].startswith("kernel times on h100-sxm: measured profile calibration/profiles/h100-sxm.json (")
     summary = json.loads((work / "out" / "fcfs" / "summary.json").read_text())
-    assert [(s["device"], s["source"]) for s in summary["cost_sources"]] == [("l4", "roofline"),
+    assert [(s["device"], s["source"]) for s in summary["cost_sources"]] == [("l4", "derived"),
                                                                              ("h100-sxm", "measured")]
 
 

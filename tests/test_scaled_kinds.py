@@ -59,3 +59,22 @@ def test_no_gpu_is_slower_than_one_with_less_compute_and_bandwidth_on_a_device_b
             at_least = a.bf16_tflops >= b.bf16_tflops and a.hbm_GBps >= b.hbm_GBps
             if at_least and (a.bf16_tflops >= 1.1 * b.bf16_tflops or a.hbm_GBps >= 1.1 * b.hbm_GBps):
                 assert seconds[a.name] <= seconds[b.name] * 1.05, (a.name, b.name, seconds)
+
+
+def test_a_device_nobody_measured_keeps_the_h100s_attained_efficiency():
+    from calibration.transfer import efficiency_ratio
+    from emulator.shapes import Linear
+
+    h100, l4 = device("h100-sxm"), device("l4")
+    # An 8192^3 GEMM without bias, by hand: 2 * 8192^3 FLOPs at the H100's 989 TFLOPS, three 8192^2 fp16
+    # matrices at 3350 GB/s; w its compute share; the L4's 121 TFLOPS and 300 GB/s.
+    compute, memory = 2 * 8192**3 / 989e12, 3 * 2 * 8192**2 / 3350e9
+    w = compute / (compute + memory)  # 0.90: mostly compute-bound
+    expected = w * 989 / 121 + (1 - w) * 3350 / 300
+    assert efficiency_ratio("linear", Linear(8192, 8192, 8192, bias=False), "fp16", l4, h100) == pytest.approx(
+        expected)
+    # A copy does no arithmetic (w = 0): the bandwidth ratio, 3350 / 300 GB/s.
+    from emulator.shapes import Elementwise
+
+    copy = Elementwise("copy", 2**24, 1)
+    assert efficiency_ratio("elementwise", copy, "fp16", l4, h100) == pytest.approx(3350 / 300)

@@ -29,9 +29,8 @@ import math
 import statistics
 import time
 
-from emulator.cost.kernels import attention_of_kind, work
+from emulator.cost.roofline import compute_share
 from emulator.devices import Device, device
-from emulator.ops import Op
 
 
 # Below this v a linear's batches skip the weight-stream reference: two readings (~9 ms) would cost more
@@ -143,14 +142,6 @@ class DriftCorrectedCpuClock:
             scale *= stream_ratio**self.stream_share
         return [e / scale for e in elapsed] if self.rescale else elapsed
 
-
-
-def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
-    """w: the compute part of the kernel's roofline time on the device."""
-    op = Op("", shape, dtype)
-    flops, nbytes = work(op, attention_of_kind(kind))
-    compute, memory = flops / device.peak_flops_per_s(op), nbytes / device.bytes_per_s
-    return compute / (compute + memory) if compute + memory > 0 else 0.0
 
 
 def stream_share(kind: str, shape, dtype: str, device: Device) -> float:

@@ -9,10 +9,18 @@ fallback of calibrated profiles outside their measured domain.
 
 from __future__ import annotations
 
-from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, baseline_attention_kernels
+from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, attention_of_kind, baseline_attention_kernels, work
 from emulator.devices import Device
 from emulator.ops import Op
 from emulator.shapes import Attention
+
+
+def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
+    """The compute part of a kernel's roofline time on a device: 1 compute-bound, 0 memory-bound, between."""
+    op = Op("", shape, dtype)
+    flops, nbytes = work(op, attention_of_kind(kind))
+    compute, memory = flops / device.peak_flops_per_s(op), nbytes / device.bytes_per_s
+    return compute / (compute + memory) if compute + memory > 0 else 0.0
 
 
 class Roofline:
