@@ -24,7 +24,7 @@ from calibration.pooling import Pooling, pool, pooled_seconds
 from calibration.write import read_passes
 from emulator.cost.kernels import attention_of_kind
 from emulator.cost.predictor import Curve, KindPredictor, fit_predictor
-from emulator.cost.profile import Profile, load_profile, shape_from_json
+from emulator.cost.profile import load_profile, shape_from_json
 from emulator.devices import device
 
 MIN_POINTS = 5

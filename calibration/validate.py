@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import statistics
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.models import MODELS, Case, build, default_cases  # noqa: F401 (MODELS: the CLI's choices)

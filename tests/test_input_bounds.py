@@ -8,7 +8,6 @@ import copy
 import time
 
 import pytest
-import yaml
 
 from emulator.engine.scenario import load_scenario, scenario_from_data
 from emulator.errors import EXCERPT_CHARS, UserError, excerpt

@@ -7,7 +7,6 @@ import pytest
 
 from calibration.pooling import FLOOR_VARIANCE, pass_variance, pool, pooled_seconds
 from emulator.cost.predictor import KindPredictor, fit_predictor, local_corrections
-from emulator.shapes import Linear
 from tests.test_predictor import LINEARS, synthetic_seconds
 
 

@@ -138,7 +138,7 @@ def test_a_converted_profile_predicts_what_its_version_1_predicted(tmp_path):
 
     from calibration.convert import convert
     from calibration.pooling import pool
-    from emulator.cost.predictor import Curve, KindPredictor
+    from emulator.cost.predictor import KindPredictor
     from emulator.cost.profile import shape_from_json
 
     passes = read_passes(PROFILES / "cpu-fp32.json")

@@ -25,6 +25,7 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
 
 class Roofline:
     calibrated = False  # datasheet peaks: no calibrated domain, no op counted as a fallback
+
     def __init__(self, device: Device, attention: str = "flash", compute_efficiency: float = 1.0,
                  memory_efficiency: float = 1.0):
         if attention not in ATTENTION_IMPLEMENTATIONS:

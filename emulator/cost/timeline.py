@@ -86,21 +86,11 @@ class GraphCoster:
 
     def kernel_times(self, grown: Sequence[tuple[int, Op]]) -> np.ndarray:
         """Kernel seconds per op [ops] of the call in which the `grown` ops replace the graph's."""
-        if not grown:
-            return self.kernel_s
-        d = self.kernel_s.copy()
-        for i, op in grown:
-            d[i] = self.model.op_time(op)
-        return d
+        return replaced(self.kernel_s, grown, self.model.op_time)
 
     def fallbacks(self, grown: Sequence[tuple[int, Op]]) -> np.ndarray:
         """Per op [ops], whether it is costed outside the model's domain, with the `grown` ops replaced."""
-        if not grown:
-            return self.fallback
-        fallback = self.fallback.copy()
-        for i, op in grown:
-            fallback[i] = self.is_fallback(op)
-        return fallback
+        return replaced(self.fallback, grown, self.is_fallback)
 
     def call(self, kv_advance: int = 0) -> CallTime:
         """The call whose KV caches are `kv_advance` positions longer than the graph's."""
@@ -130,3 +120,13 @@ def sum_calls(calls: Sequence[CallTime]) -> CallTime:
         for k, v in c.by_category_s.items():
             by_category_s[k] = by_category_s.get(k, 0.0) + v
     return CallTime(seconds, device_s, by_category_s, fallback_ops)
+
+
+def replaced(per_op: np.ndarray, grown: Sequence[tuple[int, Op]], value) -> np.ndarray:
+    """per_op [ops] with value(op) at each grown op's index (per_op itself when nothing grew)."""
+    if not grown:
+        return per_op
+    out = per_op.copy()
+    for i, op in grown:
+        out[i] = value(op)
+    return out
