@@ -44,7 +44,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from emulator.cost.kernels import attention_of_kind, work
+from emulator.cost.kernels import ATTENTION_KINDS, attention_of_kind, work
 from emulator.ops import Op
 from emulator.shapes import ELEMENTWISE_FLOPS_PER_ELEMENT
 
@@ -125,7 +125,7 @@ FEATURE_SETS: dict[str, Callable[[object], tuple]] = {
 # The feature set of each kernel kind unless a profile names another.
 DEFAULT_FEATURES: dict[str, str] = {
     "linear": "linear", "matmul": "matmul", "conv2d": "conv", "conv1d": "conv", "conv3d": "conv",
-    "attention_flash": "attention", "attention_baseline": "attention", "group_norm": "group_norm",
+    **{kind: "attention" for kind in ATTENTION_KINDS}, "group_norm": "group_norm",
     "layer_norm": "norm", "rms_norm": "norm", "softmax": "softmax", "elementwise": "elementwise",
     "resample": "resample", "embedding": "embedding",
 }

@@ -36,7 +36,7 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
-from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, kernel_kind
+from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, ATTENTION_KINDS, kernel_kind
 from emulator.cost.predictor import FEATURE_SETS, KINDS, Curve, KindPredictor
 from emulator.cost.roofline import Roofline
 from emulator.devices import catalog, device
@@ -48,7 +48,7 @@ SCHEMA = "genai-emulator.profile"
 VERSION = 2
 SHAPE_TYPES = {
     "linear": Linear, "matmul": Matmul, "conv2d": Conv, "conv1d": Conv, "conv3d": Conv,
-    "attention_flash": Attention, "attention_baseline": Attention,
+    **{kind: Attention for kind in ATTENTION_KINDS},
     "group_norm": Norm, "layer_norm": Norm, "rms_norm": Norm,
     "softmax": Softmax, "elementwise": Elementwise, "resample": Resample, "embedding": Embedding,
 }
