@@ -6,8 +6,11 @@ timed as CUDA-graph replays. They are that device's own kernel measurements,
 so the profile is `measured` (provenance names the package, version, files,
 framework and timing method); the host's per-op and per-kernel times, which a
 graph replay leaves out, come from the device catalog. Kinds: `linear`
-(the bf16 GEMM table) and `attention_flash` (prefill, decode and encoder
-attention); the kinds the tables lack are the measured H100 profile's, scaled
+(the bf16 GEMM table) and one `attention_<implementation>` per attention
+library the tables time (prefill, decode and encoder attention; e.g. fa3 on
+Hopper, FlashInfer and fa4 on Blackwell); the profile's `attention_default`
+names, per shape class, the library with the most rows in that class's table.
+The kinds the tables lack (PyTorch's own flash attention among them) are the measured H100 profile's, scaled
 to the device by a stated rule (calibration/scaled_kinds.py). Tables are read
 by calibration/public_tables.py.
 
@@ -29,9 +32,10 @@ from collections import defaultdict
 from functools import cache
 from pathlib import Path
 
-from calibration.public_tables import TABLES, frameworks, table_files, table_shapes
+from calibration.public_tables import SHAPE_CLASS_OF_TABLE, TABLES, frameworks, table_files, table_shapes
 from calibration.write import profile_document, write
 from calibration.scaled_kinds import scaled_kinds
+from emulator.cost.kernels import attention_of_kind
 from emulator.cost.predictor import DEFAULT_FEATURES, FEATURE_SETS, Curve, fit_predictor
 from emulator.cost.profile import load_profile, shape_to_json
 from emulator.devices import device as catalog_device
@@ -112,17 +116,30 @@ def merged(kind: str, shapes: dict) -> tuple[list, list[float]]:
 
 def read_system(system_dir: Path, framework: str) -> tuple[dict, list[dict]]:
     """({kind: {shape: [seconds]}}, what was read per table) for one system and framework."""
-    kinds: dict[str, dict] = {"linear": defaultdict(list), "attention_flash": defaultdict(list)}
+    kinds: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     read = []
     for table, (version, path) in sorted(table_files(system_dir, framework).items()):
-        shapes, info = table_shapes(table, path)
-        kind = "linear" if table == "gemm" else "attention_flash"
-        for shape, seconds in shapes.items():
-            if on_lattice(table, shape):
-                kinds[kind][shape] += seconds
-        read.append({"table": table, "version": version, **info, "shapes": len(shapes),
+        table_kinds, info = table_shapes(table, path)
+        for kind, shapes in table_kinds.items():
+            for shape, seconds in shapes.items():
+                if on_lattice(table, shape):
+                    kinds[kind][shape] += seconds
+        read.append({"table": table, "version": version, **info,
+                     "shapes": sum(len(shapes) for shapes in table_kinds.values()),
+                     "rows_by_kind": {k: sum(len(t) for t in shapes.values()) for k, shapes in table_kinds.items()},
                      "file": path.relative_to(system_dir.parent).as_posix()})
     return kinds, read
+
+
+def attention_default(read: list[dict]) -> dict[str, str]:
+    """{shape class: implementation}: per attention table, the implementation with the most rows in it
+    (what the framework runs for that class on this device)."""
+    out = {}
+    for r in read:
+        counts = {k: n for k, n in r["rows_by_kind"].items() if k.startswith("attention_") and n}
+        if r["table"] in SHAPE_CLASS_OF_TABLE and counts:
+            out[SHAPE_CLASS_OF_TABLE[r["table"]]] = attention_of_kind(max(sorted(counts), key=counts.get))
+    return out
 
 
 def kind_entry(kind: str, shapes: dict, dev, backend: str) -> dict:
@@ -133,8 +150,10 @@ def kind_entry(kind: str, shapes: dict, dev, backend: str) -> dict:
 
 
 def backend_of(kind: str, framework: str, read: list[dict]) -> str:
-    tables = [r for r in read if (r["table"] == "gemm") == (kind == "linear")]
-    return f"{framework} " + ", ".join(f"{r['table']}: {r['kernel_source']}" for r in tables)
+    """The framework and, per table feeding the kind, the kernel sources it took."""
+    parts = [f"{r['table']}: " + ", ".join(s for s, k in r["kernel_sources"].items() if k == kind)
+             for r in read if kind in r["kernel_sources"].values()]
+    return f"{framework} " + "; ".join(parts)
 
 
 def provenance(system: str, framework: str, why: str, read: list[dict], gpu: str) -> dict:
@@ -148,9 +167,10 @@ def provenance(system: str, framework: str, why: str, read: list[dict], gpu: str
         "device_fingerprint": {"gpu": gpu},
         "versions": {PACKAGE: PACKAGE_VERSION, framework: ", ".join(versions)},
         "framework": framework, "framework_choice": why, "tables": read,
-        "selection": ("bf16 GEMM on a lattice of round m, n, k; attention: bf16 compute and KV cache, no sliding "
-                      "window, multi-head rows only (grouped-query rows skipped); one kernel source per table; "
-                      "equal shapes (and attention batch x heads) merged at their median"),
+        "selection": ("bf16 GEMM on a lattice of round m, n, k, one kernel source; attention: bf16 compute and KV "
+                      "cache, no sliding window, multi-head rows only (grouped-query rows skipped), each kernel "
+                      "source to the implementation it names; equal shapes (and attention batch x heads) merged "
+                      "at their median"),
         "citations": [f"{PACKAGE}=={PACKAGE_VERSION} (PyPI, Apache-2.0, Copyright NVIDIA CORPORATION & "
                       "AFFILIATES): aiconfigurator_core/systems/data/" + r["file"] for r in read]
                      + ["calibration/public/aiconfigurator/NOTICE",
@@ -166,16 +186,16 @@ def import_public(system: str, framework: str | None = None, data_dir: Path | No
     system_dir = Path(data_dir or default_data_dir()) / system
     framework, why = choose_framework(system_dir, framework)
     kinds, read = read_system(system_dir, framework)
-    missing = [k for k, shapes in kinds.items() if not shapes]
-    if missing:
-        raise UserError(f"{system} ({framework}): no usable rows for {', '.join(missing)}")
+    if not kinds.get("linear") or not any(k.startswith("attention_") for k in kinds):
+        raise UserError(f"{system} ({framework}): no usable GEMM or attention rows")
     dev = catalog_device(SYSTEMS[system][0])
-    entries = {k: kind_entry(k, shapes, dev, backend_of(k, framework, read)) for k, shapes in kinds.items()}
+    entries = {k: kind_entry(k, shapes, dev, backend_of(k, framework, read)) for k, shapes in sorted(kinds.items())}
     entries.update(transferred(entries, dev, data_dir, framework))
     gpu = next((r["device"] for r in read if r["device"]), system)
     host = {"s_per_kernel": dev.host_us_per_kernel * 1e-6, "s_per_op": dev.host_us_per_op * 1e-6,
             "included_in_kernel_times": False, "source": dev.host_source}
-    return profile_document(dev.name, DTYPE, provenance(system, framework, why, read, gpu), host, entries, [])
+    return profile_document(dev.name, DTYPE, provenance(system, framework, why, read, gpu), host, entries, [],
+                            attention_default(read))
 
 
 def transferred(entries: dict, dev, data_dir: Path | None, framework: str) -> dict:

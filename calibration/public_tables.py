@@ -19,9 +19,13 @@ Kept: bf16/fp16 compute with a bf16/fp16 KV cache, no sliding window, one beam,
 and multi-head rows only (num_key_value_heads == num_heads): the emulator's
 Attention has no separate KV-head count, so a grouped-query row (less KV
 traffic than its head count says) would be costed as the wrong kernel; those
-rows are skipped. Within a table only the kernel source with the most rows is
-kept, so that one kind is one library's kernel. Needs pyarrow (the `public`
-extra); the emulator never reads these tables, only the profiles made from them.
+rows are skipped. A GEMM table keeps only its kernel source with the most
+rows. An attention table's rows go to the attention implementation their
+kernel source names (IMPLEMENTATION_OF_SOURCE: vLLM's FlashAttention builds
+fa2/fa3/fa4, FlashInfer), so that one kind is one library's kernel; sources no
+rule names (TensorRT-LLM's torch_flow, Triton) are skipped. Needs pyarrow (the
+`public` extra); the emulator never reads these tables, only the profiles made
+from them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ from pathlib import Path
 from emulator.shapes import Attention, Linear
 
 HALF = ("bfloat16", "float16")
+# Attention kernel source -> emulator implementation, first matching substring wins. vLLM's
+# `vllm_flash_attn` without a suffix is its FlashAttention-2 build (the A100 tables).
+IMPLEMENTATION_OF_SOURCE = (("flashinfer", "flashinfer"), ("fa4", "fa4"), ("fa3", "fa3"), ("v3", "fa3"),
+                            ("fa2", "fa2"), ("vllm_flash_attn", "fa2"), ("vllm_vit_flash_attn", "fa2"))
+# The attention shape class each attention table measures.
+SHAPE_CLASS_OF_TABLE = {"encoder": "bidirectional", "context": "causal", "generation": "decode"}
 TABLES = {"gemm": "gemm_perf.parquet", "context": "context_attention_perf.parquet",
           "generation": "generation_attention_perf.parquet", "encoder": "encoder_attention_perf.parquet"}
 FAMILY = {"gemm": "gemm", "context": "attention", "generation": "attention", "encoder": "encoder_attention"}
@@ -80,22 +90,34 @@ def attention_shape(table: str, r: dict) -> Attention:
     return Attention(b, h, s, s, d, "self")
 
 
-def attention_shapes(table: str, rows: list[dict]) -> dict:
-    """{Attention: [seconds]} of one attention table's usable rows."""
-    out = defaultdict(list)
+def implementation_of(source: str) -> str | None:
+    """The attention implementation a kernel source is, or None for one no rule names."""
+    return next((impl for key, impl in IMPLEMENTATION_OF_SOURCE if key in source.lower()), None)
+
+
+def attention_shapes(table: str, rows: list[dict]) -> dict[str, dict]:
+    """{implementation: {Attention: [seconds]}} of one attention table's usable rows."""
+    out: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if usable_attention(r):
-            out[attention_shape(table, r)].append(r["latency"] * 1e-3)
+        impl = implementation_of(r.get("kernel_source") or "")
+        if impl and usable_attention(r):
+            out[impl][attention_shape(table, r)].append(r["latency"] * 1e-3)
     return out
 
 
-def table_shapes(table: str, path: Path) -> tuple[dict, dict]:
-    """({shape: [seconds]}, {kernel_source kept, rows read, device named}) of one table file."""
+def table_shapes(table: str, path: Path) -> tuple[dict[str, dict], dict]:
+    """({kind: {shape: [seconds]}}, {kernel sources kept, rows read, device named}) of one table file:
+    kind `linear` for a GEMM table, `attention_<implementation>` for an attention table."""
     rows = read_rows(path)
-    usable = [r for r in rows if (r["gemm_dtype"] in HALF if table == "gemm" else usable_attention(r))]
-    kept, source = dominant_source(usable)
-    shapes = gemm_shapes(kept) if table == "gemm" else attention_shapes(table, kept)
-    return shapes, {"kernel_source": source, "rows": len(rows), "device": rows[0].get("device", "") if rows else ""}
+    device = rows[0].get("device", "") if rows else ""
+    if table == "gemm":
+        kept, source = dominant_source([r for r in rows if r["gemm_dtype"] in HALF])
+        return {"linear": gemm_shapes(kept)}, {"kernel_sources": {source: "linear"}, "rows": len(rows), "device": device}
+    usable = [r for r in rows if usable_attention(r)]
+    sources = sorted({r.get("kernel_source") or "" for r in usable})
+    kinds = {f"attention_{impl}": shapes for impl, shapes in attention_shapes(table, usable).items()}
+    named = {s: f"attention_{implementation_of(s)}" if implementation_of(s) else "skipped" for s in sources}
+    return kinds, {"kernel_sources": named, "rows": len(rows), "device": device}
 
 
 def version_key(version: str) -> tuple:

@@ -1,12 +1,14 @@
 """Kinds a device's public tables lack, from the measured H100 profile scaled to that device by a stated rule.
 
-The public tables hold GEMMs and fused attention only; a diffusion model also
-runs convolutions, norms, elementwise kernels and resamples. Each such kind
+The public tables hold GEMMs and serving engines' fused attention only; a
+diffusion model also runs convolutions, norms, elementwise kernels, resamples
+and PyTorch's own attention kernels. Each such kind
 keeps the shapes the H100 measured (calibration/profiles/h100-sxm.json), and
 each shape's H100 time is scaled to the target device:
 
 - GEMM-like kinds (batched matmul, convolutions as the implicit GEMM they
-  lower to, unfused attention's matmuls): by the ratio of the target's fitted
+  lower to, unfused attention's matmuls, PyTorch's fused flash attention, a
+  tiled matrix kernel too): by the ratio of the target's fitted
   `linear` curve to the H100's, both fitted to the same framework's public
   GEMM tables, at the shape's FLOPs and bytes;
 - memory-bound kinds (norms, softmax, elementwise, resample, embedding): by
@@ -21,7 +23,7 @@ from __future__ import annotations
 from emulator.cost.predictor import DEFAULT_FEATURES, Curve, curve_seconds, fit_predictor
 from emulator.cost.profile import shape_from_json
 
-GEMM_LIKE = ("matmul", "conv1d", "conv2d", "conv3d", "attention_baseline")
+GEMM_LIKE = ("matmul", "conv1d", "conv2d", "conv3d", "attention_baseline", "attention_flash")
 
 
 def scaled_kinds(measured_h100: dict, target_linear: Curve, h100_linear: Curve, target, h100, dtype: str,

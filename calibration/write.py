@@ -48,10 +48,11 @@ def profile_points(points: list[dict], seconds: list[float], medians: list[float
 
 
 def profile_document(device: str, dtype: str, provenance: dict, host: dict, kinds: dict,
-                     skipped: list[dict]) -> dict:
-    """A complete, checked profile v2."""
+                     skipped: list[dict], attention_default: dict | None = None) -> dict:
+    """A complete, checked profile v2 (`attention_default`: shape class -> implementation, if any)."""
     profile = {"schema": SCHEMA, "version": VERSION, "device": device, "dtype": dtype,
-               "provenance": provenance, "host": host, "kinds": kinds, "skipped": skipped}
+               "provenance": provenance, "host": host, "kinds": kinds, "skipped": skipped,
+               **({"attention_default": attention_default} if attention_default else {})}
     check_profile(profile, "new profile")
     return profile
 

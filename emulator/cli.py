@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from emulator.attention import ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION
 from emulator.devices import DEFAULT_DEVICE
 from emulator.errors import Interrupted, UserError, clip, excerpt
 
@@ -176,8 +177,9 @@ def parser() -> Parser:
     d.add_argument("--dtype", help="fp16 (default), bf16, fp32, fp8")
     d.add_argument("--device", default=DEFAULT_DEVICE,
                    help=f"catalog device (its shipped profile) or a profile file; default {DEFAULT_DEVICE}")
-    d.add_argument("--attention", choices=("flash", "baseline"), default="flash",
-                   help="attention implementation to cost (default flash)")
+    d.add_argument("--attention", default=DEFAULT_ATTENTION, metavar="NAME",
+                   help="attention implementation to cost: " + ", ".join(ATTENTION_IMPLEMENTATIONS)
+                   + " (those the device's profile has); default: the profile's default per shape class")
     d.add_argument("--roofline", action="store_true", help="cost by the device's datasheet roofline")
     d.add_argument("--runtime", default="eager", help="how the model is run: eager (the host dispatches op by op, "
                    "the default) or cuda-graphs (one graph launch per call; not on a CPU)")

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from emulator.attention import DEFAULT_ATTENTION, SHAPE_CLASSES, shape_class
 from emulator.cost import CostModel, stage_time
+from emulator.cost.model import TIME_SOURCES
 from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.costing import source_text
 from emulator.errors import UserError
@@ -72,7 +74,10 @@ def component(stage: Stage, model: CostModel | None = None, runtime: Runtime = E
             "device_busy_per_request_s": request.device_s,
             "host_idle_per_request_s": request.host_idle_s,
             "breakdown_s": request.by_category_s,
+            "by_source_s": request.by_source_s,
             "fallback_ops_per_request": request.fallback_ops,
+            "attention_implementations": {shape_class(op.shape): model.implementation(op.shape)
+                                          for op in g.attention_ops},
         }
     return {
         "name": stage.name,
@@ -104,19 +109,26 @@ def component(stage: Stage, model: CostModel | None = None, runtime: Runtime = E
 def timing_summary(components: list[dict], model: CostModel, source: dict | None, runtime: Runtime) -> dict:
     """Request-level times: components run one after another; `source` says where the kernel times come from."""
     breakdown: dict[str, float] = {}
+    by_source: dict[str, float] = {}
+    implementations: dict[str, str] = {}
     for c in components:
         for k, v in c["breakdown_s"].items():
             breakdown[k] = breakdown.get(k, 0.0) + v
+        for k, v in c["by_source_s"].items():
+            by_source[k] = by_source.get(k, 0.0) + v
+        implementations.update(c["attention_implementations"])
     return {
         "device": model.device.name,
         "cost_model": model.name,
         "cost_source": source,
         "attention": model.attention,
+        "attention_implementations": {k: implementations[k] for k in SHAPE_CLASSES if k in implementations},
         **({} if runtime == EAGER else {"runtime": runtime.name}),
         "time_per_request_s": sum(c["time_per_request_s"] for c in components),
         "breakdown_s": {k: breakdown[k] for k in CATEGORIES if k in breakdown},
         "host_idle_s": sum(c["host_idle_per_request_s"] for c in components),
         "fallback_ops": sum(c["fallback_ops_per_request"] for c in components),
+        "device_s_by_source": {k: by_source[k] for k in TIME_SOURCES if k in by_source},
     }
 
 
@@ -165,6 +177,14 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.4g} ms" if seconds < 10 else f"{seconds:.4g} s"
 
 
+def attention_text(r: dict) -> str:
+    """'fa3 attention', or for the default what it resolved to per shape class: 'default attention (decode fa3)'."""
+    if r["attention"] != DEFAULT_ATTENTION:
+        return f"{r['attention']} attention"
+    used = ", ".join(f"{cls} {impl}" for cls, impl in r["attention_implementations"].items())
+    return f"default attention ({used})" if used else "default attention"
+
+
 def format_text(r: dict) -> str:
     knobs = ", ".join(f"{k}={v}" for k, v in r["params"].items())
     lines = [f"{r['workload']} ({knobs})", ""]
@@ -200,7 +220,7 @@ def format_text(r: dict) -> str:
         lines.append(f"    of which {', '.join(a['stages'])}: {_bytes(a['graph_bytes_per_request'])} from the graph, "
                      f"{_bytes(a['formula_bytes_per_request'])} by the analytic formula")
     if "time_per_request_s" in r:
-        lines.append(f"  time on {r['device']} ({r['cost_model']}, {r['attention']} attention, "
+        lines.append(f"  time on {r['device']} ({r['cost_model']}, {attention_text(r)}, "
                      f"{r.get('runtime', EAGER.name)} runtime): "
                      f"{_ms(r['time_per_request_s'])}, of which the device waits for the host {_ms(r['host_idle_s'])}")
         if r["cost_source"]:
@@ -208,6 +228,9 @@ def format_text(r: dict) -> str:
         total = r["time_per_request_s"]
         lines.append("  by category: " + ", ".join(f"{k} {_ms(v)} ({100 * v / total:.0f}%)"
                                                    for k, v in r["breakdown_s"].items()))
+        busy = sum(r["device_s_by_source"].values())
+        lines.append("  device time by source: " + ", ".join(f"{k} {100 * v / busy:.1f}%"
+                                                            for k, v in r["device_s_by_source"].items()))
         if r["fallback_ops"]:
             lines.append(f"  {r['fallback_ops']} op calls fell outside the profile's measured domain and were "
                          f"costed by a roofline (the kind's fitted curve, or the datasheet's for unmeasured kinds)")

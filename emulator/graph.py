@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import networkx as nx
 
+from emulator.attention import ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION
 from emulator.liveness import peak_live_bytes
 from emulator.ops import CATEGORIES, Op
 from emulator.shapes import Attention
@@ -120,15 +121,15 @@ class OpGraph:
             max((idx[v] for v in self.structure.successors(op.name)), default=end) for op in self.ops
         )
 
-    def peak_activation_bytes(self, attention: str = "flash") -> int:
+    def peak_activation_bytes(self, attention: str = DEFAULT_ATTENTION) -> int:
         """Peak bytes of live activations over one call in execution order.
 
         With `attention="baseline"`, each attention op also holds its similarity
-        matrix while it runs. Graph inputs (latents, text embeddings) and weights
+        matrix while it runs; every other implementation is fused and holds none. Graph inputs (latents, text embeddings) and weights
         are not counted; tensors are never updated in place.
         """
-        if attention not in ("flash", "baseline"):
-            raise ValueError(f"attention must be 'flash' or 'baseline', got {attention!r}")
+        if attention != DEFAULT_ATTENTION and attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"unknown attention implementation {attention!r}")
         workspace = [op.similarity_bytes if attention == "baseline" else 0 for op in self.ops]
         return peak_live_bytes([op.output_bytes for op in self.ops], self.last_use, workspace)
 

@@ -102,6 +102,6 @@ class Pipeline:
             seen.setdefault(s.weights, s.graph().totals.params)
         return sum(seen.values())
 
-    def peak_activation_bytes(self, attention: str = "flash") -> int:
+    def peak_activation_bytes(self, attention: str = "default") -> int:
         """Largest activation footprint of any one call (stages run one after another)."""
         return max(s.graph(call=s.calls - 1).peak_activation_bytes(attention) for s in self.stages)

@@ -71,6 +71,12 @@ class FixedCost:
     def op_time(self, op):
         return self.seconds
 
+    def implementation(self, a):
+        return self.attention
+
+    def time_source(self, op):
+        return "measured"
+
     def covers(self, op):
         return True
 

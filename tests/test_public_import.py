@@ -63,7 +63,7 @@ def test_tables_become_profile_points_with_known_answers(tmp_path):
     assert len(linear) == 12  # fp8, off-lattice rows dropped; the repeat merged
     assert linear[Linear(1, 64, 64, bias=False)] == pytest.approx(2e-5)  # median(0.01, 0.03) ms
     assert linear[Linear(16, 2048, 1024, bias=False)] == pytest.approx(0.01 * 16 * 1024 * 2048 / 64**3 * 1e-3)
-    attention = points(profile, "attention_flash")
+    attention = points(profile, "attention_fa3")  # kernel source "fa3": FlashAttention-3
     assert attention[Attention(4, 8, 256, 256, 128, "causal", causal=True)] == pytest.approx(0.02 * 4 * 256 / 16e3)
     decode = Attention(8, 8, 1, 64, 128, "causal", causal=True, kv_cache=True)  # kv length isl + step
     assert attention[decode] == pytest.approx(0.04e-3)
@@ -72,7 +72,27 @@ def test_tables_become_profile_points_with_known_answers(tmp_path):
     prov = profile["provenance"]
     assert prov["source"] == "measured" and prov["framework"] == "vllm" and prov["timing"] == "CUDA-graph replay"
     assert profile["dtype"] == "bf16" and profile["host"]["included_in_kernel_times"] is False
+    assert profile["attention_default"] == {"bidirectional": "fa3", "causal": "fa3", "decode": "fa3"}
     Profile(profile)
+
+
+def test_each_attention_library_becomes_its_own_implementation(tmp_path):
+    root = tiny_tables(tmp_path)
+    table = root / "h100_sxm/attention/vllm/0.24.0/generation_attention_perf.parquet"
+    rows = [attention_row("generation_attention", b, 1, 8, 8, 0.005 * b, step=7, kernel_source=source)
+            for b in (1, 8) for source in ("vllm_flashinfer_fidecode", "vllm_flashinfer_fidecode", "torch_flow")]
+    write_table(table, rows)
+    profile = import_public("h100_sxm", data_dir=root)
+    assert set(points(profile, "attention_flashinfer")) == {
+        Attention(b, 8, 1, 8, 128, "causal", causal=True, kv_cache=True) for b in (1, 8)}
+    assert profile["attention_default"]["decode"] == "flashinfer"  # the only library of the decode table
+    assert profile["attention_default"]["causal"] == "fa3"
+    assert "torch_flow" not in json.dumps(profile["kinds"])  # a source no rule names is skipped
+    decode = Attention(1, 8, 1, 8, 128, "causal", causal=True, kv_cache=True)
+    assert Profile(profile).implementation(decode) == "flashinfer"
+    assert Profile(profile, "fa3").implementation(decode) == "fa3"
+    with pytest.raises(ValueError, match="choose from: default, baseline, flash, fa3, flashinfer"):
+        Profile(profile, "fa4")
 
 
 def test_every_shipped_imported_profile_loads_and_cites_aiconfigurator():
@@ -85,7 +105,9 @@ def test_every_shipped_imported_profile_loads_and_cites_aiconfigurator():
         assert prov["source"] == "measured" and system in prov["method"]
         assert any("aiconfigurator-core==0.12.0" in c and system in c for c in prov["citations"]), system
         measured = {k for k, e in profile["kinds"].items() if "source" not in e}
-        assert measured == {"linear", "attention_flash"}, system  # the tables' kinds; the rest transferred
+        assert "linear" in measured and "attention_flash" not in measured, system  # flash is PyTorch's: scaled
+        assert all(k == "linear" or k.startswith("attention_") for k in measured), system
+        assert set(profile["attention_default"].values()) <= {k.removeprefix("attention_") for k in measured}
         assert all(e["source"].startswith("transferred: measured h100-sxm") for k, e in profile["kinds"].items()
                    if k not in measured), system
         entry = json.loads(json.dumps(catalog()[name].profile))

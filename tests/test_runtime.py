@@ -82,7 +82,7 @@ def cli(*args):
 def test_describe_takes_runtime_and_says_which():
     knobs = ["--prompt-tokens", "16", "--output-tokens", "4"]
     eager = cli("describe", "llama2-7b", *knobs)
-    assert eager.returncode == 0 and "flash attention, eager runtime" in eager.stdout
+    assert eager.returncode == 0 and "(causal flash, decode flash), eager runtime" in eager.stdout
     graphs = cli("describe", "llama2-7b", *knobs, "--runtime", "cuda-graphs", "--json")
     assert graphs.returncode == 0 and json.loads(graphs.stdout)["runtime"] == "cuda-graphs"
     assert "runtime" not in json.loads(cli("describe", "llama2-7b", *knobs, "--json").stdout)  # eager: unchanged

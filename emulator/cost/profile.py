@@ -9,6 +9,7 @@ A profile is the one thing the emulator reads from calibration. Version 2:
      "host": {"s_per_kernel": 1e-05, "s_per_op": 6e-05, "included_in_kernel_times": false},
      "kinds": {"linear": {"features": "linear", "backend": "...", "curve": {...},
                           "points": [{"shape": {...}, "seconds": ..., "median_s": ...}]}},
+     "attention_default": {"bidirectional": "fa3", "causal": "fa3", "decode": "fa3"},  # optional
      "skipped": [...]}
 
 Each point's seconds are final: noise handling (medians over passes, drift,
@@ -17,6 +18,11 @@ passes live beside it in a sidecar file that only `calibration report` reads.
 A point's optional `median_s` is its median over passes as measured, where
 pooling moved `seconds` from it: interpolation between shapes goes through
 the medians (emulator/cost/predictor.py).
+Attention kinds are named by implementation (`attention_flash`, `attention_fa3`,
+... emulator/cost/kernels.py); `attention_default` says which one costs each
+shape class when a user asks for the default (else `flash`, or the profile's
+first fused implementation); asking for one the profile lacks is an error
+that lists those it has.
 `features` names the shape-feature set (emulator/cost/predictor.py) the kind
 was fitted in. `load_profile` refuses a wrong schema, an old version, a
 corrupted file or a time or rate that is not finite and positive (JSON's
@@ -36,7 +42,8 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
-from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, ATTENTION_KINDS, kernel_kind
+from emulator.cost.kernels import (ATTENTION_IMPLEMENTATIONS, ATTENTION_KINDS, DEFAULT_ATTENTION, SHAPE_CLASSES,
+                                   check_attention, kernel_kind, shape_class)
 from emulator.cost.predictor import FEATURE_SETS, KINDS, Curve, KindPredictor
 from emulator.cost.roofline import Roofline
 from emulator.devices import catalog, device
@@ -107,6 +114,18 @@ def check_profile(data, where: str) -> None:
         fail("kinds must be a mapping of kernel kinds")
     for kind, entry in data["kinds"].items():
         check_kind(kind, entry, fail)
+    check_attention_default(data.get("attention_default", {}), data["kinds"], fail)
+
+
+def check_attention_default(defaults, kinds: dict, fail) -> None:
+    """`attention_default` maps shape classes to fused implementations the profile has kernels for."""
+    if not isinstance(defaults, dict):
+        fail("attention_default must map shape classes to attention implementations")
+    for cls, name in defaults.items():
+        if cls not in SHAPE_CLASSES:
+            fail(f"attention_default: unknown shape class {excerpt(cls)} (one of {', '.join(SHAPE_CLASSES)})")
+        if name == "baseline" or f"attention_{name}" not in kinds:
+            fail(f"attention_default.{cls}: {excerpt(name)} is not a fused attention implementation of this profile")
 
 
 def seconds_problem(value, zero: bool = False) -> bool:
@@ -182,17 +201,42 @@ def predictor_of(kind: str, dtype: str, entry: dict) -> KindPredictor:
     return KindPredictor(kind, dtype, Curve(**entry["curve"]), shapes, seconds, entry["features"], medians)
 
 
+def attention_implementations(data: dict) -> tuple[str, ...]:
+    """The attention implementations a profile has kernels for, in registry order."""
+    return tuple(name for name in ATTENTION_IMPLEMENTATIONS if f"attention_{name}" in data["kinds"])
+
+
+def attention_defaults(data: dict) -> dict[str, str]:
+    """{shape class: implementation} the profile costs attention as by default: its `attention_default`
+    entry where it names one, else `flash` where the profile has it, else its first fused implementation."""
+    fused = [n for n in attention_implementations(data) if n != "baseline"]
+    fallback = "flash" if "flash" in fused or not fused else fused[0]
+    return {c: data.get("attention_default", {}).get(c, fallback) for c in SHAPE_CLASSES}
+
+
+def kind_origin(data: dict, kind: str) -> str:
+    """Where a kind's points come from (a TIME_SOURCES entry): the profile's own source, or the kind's
+    `source` note: public tables are measurements of the device; another device's, transferred, are scaled."""
+    note = data["kinds"][kind].get("source", "")
+    if note.startswith("transferred"):
+        return "scaled"
+    if note.startswith("synthesized"):
+        return "derived"
+    return "measured" if note == "public" and data["provenance"]["source"] == "measured" else data["provenance"]["source"]
+
+
 class Profile:
     """Cost model from a calibrated profile, with roofline fallback outside its domain."""
 
     calibrated = True
 
-    def __init__(self, data: dict, attention: str = "flash", name: str = "profile"):
-        if attention not in ATTENTION_IMPLEMENTATIONS:
-            raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+    def __init__(self, data: dict, attention: str = DEFAULT_ATTENTION, name: str = "profile"):
         self.data = data
         self.name = name
+        self.implementations = attention_implementations(data)
+        check_attention(attention, self.implementations, f"profile {name}")
         self.attention = attention
+        self.attention_defaults = attention_defaults(data)
         self.dtype = data["dtype"]
         self.device = device(data["device"])
         self.fallback = Roofline(self.device, attention)
@@ -204,30 +248,39 @@ class Profile:
             kind: predictor_of(kind, self.dtype, entry) for kind, entry in data["kinds"].items()}
         self._memo: dict = {}
 
+    def implementation(self, a: Attention) -> str:
+        """The attention implementation an attention shape is costed as: the one asked for, or by default
+        the profile's default for its shape class."""
+        return self.attention_defaults[shape_class(a)] if self.attention == DEFAULT_ATTENTION else self.attention
+
     @classmethod
-    def from_file(cls, path: str | Path, attention: str = "flash") -> "Profile":
+    def from_file(cls, path: str | Path, attention: str = DEFAULT_ATTENTION) -> "Profile":
         return cls(load_profile(path), attention, name=Path(path).stem)
 
-    def _cost(self, op: Op) -> tuple[float, bool]:
-        """(seconds, covered by the profile), memoized per shape and dtype."""
+    def _cost(self, op: Op) -> tuple[float, bool, str]:
+        """(seconds, covered by the profile, time source), memoized per shape and dtype."""
         key = (op.shape, op.dtype)
         if key not in self._memo:
-            predictor = self.predictors.get(kernel_kind(op, self.attention))
+            resolved = self.implementation(op.shape) if isinstance(op.shape, Attention) else self.attention
+            kind = kernel_kind(op, resolved)
+            predictor = self.predictors.get(kind)
             same_width = op.dtype_bytes == DTYPE_BYTES[self.dtype]
             covered = predictor is not None and same_width and predictor.covers(op.shape)
             if covered:
-                seconds = predictor.predict(op.shape)
+                self._memo[key] = (predictor.predict(op.shape), True, kind_origin(self.data, kind))
             elif predictor is not None and same_width:
-                # Outside the measured box: the kind's calibrated roofline (attained rates and launch
+                # Outside the measured domain: the kind's calibrated roofline (attained rates and launch
                 # overhead), without the neighbour correction; the datasheet's would ignore both.
-                seconds = predictor.curve_time(op.shape)
+                self._memo[key] = (predictor.curve_time(op.shape), False, "curve")
             else:
-                seconds = self.fallback.op_time(op)
-            self._memo[key] = (seconds, covered)
+                self._memo[key] = (self.fallback.op_time(op, resolved), False, "datasheet")
         return self._memo[key]
 
     def covers(self, op: Op) -> bool:
         return self._cost(op)[1]
+
+    def time_source(self, op: Op) -> str:
+        return self._cost(op)[2]
 
     def op_time(self, op: Op) -> float:
         return self._cost(op)[0]

@@ -2,14 +2,16 @@
 
 Matrix products (linear, matmul, conv, attention) run at the device's matrix
 peak for the op's dtype, other arithmetic at its fp32 vector peak; memory at
-its HBM bandwidth. Optional efficiencies scale both peaks. This is an upper
+its HBM bandwidth. Every fused attention implementation costs the same here;
+baseline attention is its three kernels. Optional efficiencies scale both peaks. This is an upper
 bound on speed built from datasheet facts alone; it also serves as the
 fallback of calibrated profiles outside their measured domain.
 """
 
 from __future__ import annotations
 
-from emulator.cost.kernels import ATTENTION_IMPLEMENTATIONS, attention_of_kind, baseline_attention_kernels, work
+from emulator.cost.kernels import (ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION, attention_of_kind,
+                                   baseline_attention_kernels, check_attention, work)
 from emulator.devices import Device
 from emulator.ops import Op
 from emulator.shapes import Attention
@@ -26,10 +28,9 @@ def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
 class Roofline:
     calibrated = False  # datasheet peaks: no calibrated domain, no op counted as a fallback
 
-    def __init__(self, device: Device, attention: str = "flash", compute_efficiency: float = 1.0,
+    def __init__(self, device: Device, attention: str = DEFAULT_ATTENTION, compute_efficiency: float = 1.0,
                  memory_efficiency: float = 1.0):
-        if attention not in ATTENTION_IMPLEMENTATIONS:
-            raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+        check_attention(attention, ATTENTION_IMPLEMENTATIONS, f"the {device.name} roofline")
         self.device = device
         self.attention = attention
         self.compute_efficiency = compute_efficiency
@@ -43,11 +44,20 @@ class Roofline:
         memory = op.bytes / (self.device.bytes_per_s * self.memory_efficiency)
         return max(compute, memory)
 
-    def op_time(self, op: Op) -> float:
-        if isinstance(op.shape, Attention) and self.attention == "baseline":
+    def op_time(self, op: Op, attention: str | None = None) -> float:
+        """Seconds of the op's kernels; attention as `attention` (default: the model's), every fused
+        implementation alike (the datasheet knows no library)."""
+        if isinstance(op.shape, Attention) and (attention or self.attention) == "baseline":
             return sum(self.kernel_time(k) for k in baseline_attention_kernels(op))
         return self.kernel_time(op)
+
+    def implementation(self, a: Attention) -> str:
+        """The name asked for; the default is fused attention, which the datasheet costs as `flash`."""
+        return "flash" if self.attention == DEFAULT_ATTENTION else self.attention
 
     def covers(self, op: Op) -> bool:
         """A roofline has no calibrated domain: it covers no op."""
         return False
+
+    def time_source(self, op: Op) -> str:
+        return "datasheet"

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from emulator.cost.kernels import kernel_count
-from emulator.cost.model import CostModel
+from emulator.cost.model import TIME_SOURCES, CostModel
 from emulator.cost.runtime import EAGER, Runtime
 from emulator.graph import OpGraph
 from emulator.ops import CATEGORIES, Op
@@ -41,6 +41,7 @@ class CallTime:
     device_s: float  # sum of kernel times
     by_category_s: dict[str, float] = field(default_factory=dict)  # kernel time per category
     fallback_ops: int = 0  # ops costed by the roofline fallback
+    by_source_s: dict[str, float] = field(default_factory=dict)  # kernel time per TIME_SOURCES entry
 
     @property
     def host_idle_s(self) -> float:
@@ -68,11 +69,16 @@ class GraphCoster:
         index = {c: i for i, c in enumerate(CATEGORIES)}
         self.category = np.array([index[op.category] for op in graph.ops])
         self.fallback = np.array([self.is_fallback(op) for op in graph.ops], dtype=bool)
+        self.source = np.array([self.source_index(op) for op in graph.ops], dtype=int)  # [ops]
         self.kv_index = np.array([graph.index[op.name] for op in graph.kv_cache_ops], dtype=int)
 
     def is_fallback(self, op: Op) -> bool:
         """Whether the model costs the op outside its calibrated domain."""
         return self.counts_fallbacks and not self.model.covers(op)
+
+    def source_index(self, op: Op) -> int:
+        """The op's time source as an index into TIME_SOURCES."""
+        return TIME_SOURCES.index(self.model.time_source(op))
 
     def grown(self, kv_advance: int) -> list[tuple[int, Op]]:
         """The ops that read a KV cache, with caches `kv_advance` positions longer: (index in graph, op)."""
@@ -100,26 +106,31 @@ class GraphCoster:
         """The call in which the `grown` ops (see `grown`) replace the graph's."""
         d = self.kernel_times(grown)
         per_category = np.bincount(self.category, weights=d, minlength=len(CATEGORIES))
+        per_source = np.bincount(replaced(self.source, grown, self.source_index), weights=d, minlength=len(TIME_SOURCES))
         return CallTime(
             seconds=finish_time(d, self.dispatched, self.synchronous),
             device_s=float(d.sum()),
             by_category_s={c: float(s) for c, s in zip(CATEGORIES, per_category) if s > 0},
             fallback_ops=int(self.fallbacks(grown).sum()),
+            by_source_s={c: float(s) for c, s in zip(TIME_SOURCES, per_source) if s > 0},
         )
 
 
 def sum_calls(calls: Sequence[CallTime]) -> CallTime:
-    """Calls run one after another: wall, kernel and per-category seconds and fallbacks add up."""
+    """Calls run one after another: wall, kernel, per-category and per-source seconds and fallbacks add up."""
     seconds = device_s = 0.0
     fallback_ops = 0
     by_category_s: dict[str, float] = {}
+    by_source_s: dict[str, float] = {}
     for c in calls:
         seconds += c.seconds
         device_s += c.device_s
         fallback_ops += c.fallback_ops
         for k, v in c.by_category_s.items():
             by_category_s[k] = by_category_s.get(k, 0.0) + v
-    return CallTime(seconds, device_s, by_category_s, fallback_ops)
+        for k, v in c.by_source_s.items():
+            by_source_s[k] = by_source_s.get(k, 0.0) + v
+    return CallTime(seconds, device_s, by_category_s, fallback_ops, by_source_s)
 
 
 def replaced(per_op: np.ndarray, grown: Sequence[tuple[int, Op]], value) -> np.ndarray:

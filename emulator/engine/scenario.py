@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
+from emulator.attention import ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION
 from emulator.cost.runtime import DEFAULT_RUNTIME, RUNTIMES, runtime
 from emulator.devices import DEFAULT_DEVICE, catalog, catalog_hint
 from emulator.engine.policies import POLICIES
@@ -59,6 +60,8 @@ class Group:
 
 Router = Literal["round-robin", "least-loaded", "bucket-affinity"]
 RuntimeName = Literal[tuple(RUNTIMES)]  # the registry's names: a wrong one is refused listing them
+# Any registered implementation; the device's profile then refuses one it has no kernels for, listing its own.
+AttentionName = Literal[(DEFAULT_ATTENTION,) + tuple(ATTENTION_IMPLEMENTATIONS)]
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class Scenario:
     policies: tuple[PolicySpec, ...]
     seed: int = field(default=0, metadata=SEED_BOUNDS)
     device: str = DEFAULT_DEVICE
-    attention: Literal["flash", "baseline"] = "flash"
+    attention: AttentionName = DEFAULT_ATTENTION  # 'default': the profile's default per attention shape class
     runtime: RuntimeName = DEFAULT_RUNTIME  # how the model is run: a key of emulator.cost.runtime.RUNTIMES
     horizon_s: float = field(default=60.0, metadata={"above": 0})  # arrivals stop here
     drain: bool = True  # after the horizon, run until every admitted request completes
