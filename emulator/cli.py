@@ -44,7 +44,7 @@ def cmd_list(args) -> None:
 
 def cmd_devices(args) -> None:
     """The catalog, each device with where its kernel times come from by default."""
-    from emulator.cost.costing import cost_source, source_text
+    from emulator.cost.costing import cost_source, kinds_text, source_text
     from emulator.devices import catalog
 
     rows = [{"name": d.name, "label": d.label, "kind": d.kind, "memory_GB": d.hbm_GB,
@@ -56,6 +56,8 @@ def cmd_devices(args) -> None:
     label = max(len(r["label"]) for r in rows)
     for r in rows:
         print(f"{r['name']:{width}s}  {r['label']:{label}s}  {source_text(r['cost_source'])}")
+        for line in kinds_text(r["cost_source"]).splitlines():
+            print(f"{'':{width}s}    {line}")
 
 
 def module_pipeline(args):

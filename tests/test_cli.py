@@ -117,16 +117,23 @@ def test_case4_devices_lists_the_catalog_with_each_source(capsys):
     from emulator.devices import catalog
 
     assert main(["devices"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if not line.startswith(" ")]  # one per device; its kinds indented below
     assert [line.split()[0] for line in lines] == list(catalog())
     by_name = {line.split()[0]: line for line in lines}
+    h200 = out[out.index(by_name["h200"]) + 1:out.index(by_name["l4"])]
+    assert any(line.split()[:2] == ["measured:", "attention_fa3,"] for line in h200)  # the public tables
+    assert any(line.split()[0] == "scaled:" and "conv2d," in line for line in h200)  # the H100's, scaled
+    assert any(line.split()[:2] == ["default", "attention:"] for line in h200)
     assert "measured profile calibration/profiles/cpu-fp32.json (" in by_name["cpu"]
     assert "derived profile calibration/profiles/a100-sxm4-80gb.json" in by_name["a100-sxm4-80gb"]
     assert "derived profile calibration/profiles/l4.json (python -m calibration transfer" in by_name["l4"]
     assert "measured profile calibration/profiles/h200.json" in by_name["h200"]  # aiconfigurator's tables
     assert main(["devices", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert {r["name"]: r["cost_source"]["source"] for r in rows}["l4"] == "derived"
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["l4"]["cost_source"]["source"] == "derived"
+    assert rows["cpu"]["cost_source"]["kinds"]["conv2d"] == "measured"
+    assert rows["l4"]["cost_source"]["kinds"]["conv2d"] == "scaled"
 
 
 def test_case5_describe_refuses_work_past_the_limit_before_costing(capsys, monkeypatch):

@@ -6,7 +6,9 @@ catalog ships for that device (or its datasheet roofline when none is shipped
 or `roofline=True`); `cost_model("path/to/profile.json")` loads that profile.
 `cost_source` says, for the same string, where the kernel times come from: a
 measured profile (its date and device fingerprint), a derived one, or the
-datasheet roofline (uncalibrated); `source_text` puts that in one line.
+datasheet roofline (uncalibrated), and for a profile where each kind comes
+from and the default attention per shape class; `source_text` puts the first
+in one line, `kinds_text` the rest.
 `stage_time` costs a stage's first call and its whole request (every call,
 decode steps with their longer KV caches) on the host/device timeline, under a
 runtime (`emulator.cost.runtime`, default eager).
@@ -17,8 +19,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from emulator.attention import DEFAULT_ATTENTION
 from emulator.cost.model import CostModel
-from emulator.cost.profile import Profile, load_profile, shipped_profile
+from emulator.cost.profile import Profile, attention_defaults, kind_origin, load_profile, shipped_profile
 from emulator.cost.roofline import Roofline
 from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.timeline import CallTime, GraphCoster, sum_calls
@@ -31,7 +34,7 @@ def is_profile_file(spec: str) -> bool:
     return spec.endswith(".json") or Path(spec).is_file()
 
 
-def cost_model(spec: str, attention: str = "flash", roofline: bool = False) -> CostModel:
+def cost_model(spec: str, attention: str = DEFAULT_ATTENTION, roofline: bool = False) -> CostModel:
     if is_profile_file(spec):
         if roofline:
             return Roofline(Profile.from_file(spec, attention).device, attention)
@@ -54,7 +57,22 @@ def cost_source(spec: str, roofline: bool = False) -> dict:
     provenance = data["provenance"]
     return {"device": name, "source": provenance["source"], "profile": shown(path),
             "method": provenance.get("method"), "date": provenance.get("date"),
-            "device_fingerprint": provenance.get("device_fingerprint")}
+            "device_fingerprint": provenance.get("device_fingerprint"),
+            "kinds": {kind: kind_origin(data, kind) for kind in data["kinds"]},
+            "attention_default": attention_defaults(data)}
+
+
+def kinds_text(source: dict) -> str:
+    """One line per time source: the kinds a `cost_source` dict's profile takes from it, and the default
+    attention implementation per shape class."""
+    if source["source"] == "roofline":
+        return "every kind from the datasheet roofline"
+    by_origin: dict[str, list[str]] = {}
+    for kind, origin in source["kinds"].items():
+        by_origin.setdefault(origin, []).append(kind)
+    lines = [f"{origin}: {', '.join(sorted(kinds))}" for origin, kinds in sorted(by_origin.items())]
+    lines.append("default attention: " + ", ".join(f"{c} {i}" for c, i in source["attention_default"].items()))
+    return "\n".join(lines)
 
 
 def shown(path: Path) -> str:
