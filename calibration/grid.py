@@ -1,10 +1,16 @@
 """What to measure: a grid of shapes per kernel kind, plus the distinct shapes of named workloads.
 
 The grid spans the suite's range on each axis (tokens 1..65k, widths 320..16k,
-feature maps 4..256, sequences 1..4096) at about a factor of 2-4 per step;
-`quick` keeps a corner subset. Workload shapes are taken from every stage graph
-at the workload's default knobs, for decode stages at their first, middle and
-last calls, with attention under both implementations.
+feature maps 4..256) at about a factor of 2-4 per step; `quick` keeps a corner
+subset. Linear shapes come with and without a bias. Attention, under both
+implementations, covers three shape classes: bidirectional (up to 4096 tokens
+densely, then long self-attention to 128k tokens at head_dim 64 and 128),
+causal prefill (64 to 32k tokens) and decode against a KV cache (batch x heads
+1 to 16k, KV 128 to 32k); no attention shape exceeds ATTENTION_MAX_FLOPS, and
+baseline attention only where its similarity matrices fit an 80 GB GPU.
+Workload shapes are taken from every stage graph at the workload's default
+knobs, for decode stages at their first, middle and last calls, with attention
+under both implementations.
 """
 
 from __future__ import annotations
@@ -18,6 +24,17 @@ from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Mat
 
 Spec = tuple  # (kind, shape)
 
+# Self-attention lengths past the 4096-token grid: video diffusion transformers attend over 24k-75k tokens.
+LONG_TOKENS = (8192, 16384, 32768, 65536, 131072)
+# No attention shape above 1e14 FLOPs: 0.25 s a run at 400 TFLOP/s, within a GPU's per-run limit.
+ATTENTION_MAX_FLOPS = 1e14
+# Baseline attention holds two [B*H, q, kv] similarity matrices (scores, probabilities): at most 12 Gi
+# elements, 48 GiB in fp16, which an 80 GB GPU holds beside the inputs (calibration/gpu.py's set limit).
+BASELINE_MAX_SIMILARITY_ELEMENTS = 12 << 30
+# A decode shape's K and V (2 x B*H x kv x d elements) at most 2 Gi elements, 4 GiB in fp16: one layer's
+# cache at the batch x context an 80 GB GPU serves.
+DECODE_MAX_KV_ELEMENTS = 2 << 30
+
 
 def spec_key(kind: str, shape) -> str:
     return f"{kind}:{json.dumps(asdict(shape), sort_keys=True)}"
@@ -30,10 +47,14 @@ def grid(quick: bool = False) -> list[Spec]:
 
 def _products(q: bool) -> list[Spec]:
     out: list[Spec] = []
+    # Every linear shape with and without a bias: a bias is another kernel (a fused epilogue, or a GEMM
+    # plus an add), so the two are measured at the same shapes.
     for m, k, n in product((1, 16, 256, 4096) if q else (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536),
                            (768, 4096) if q else (320, 768, 1280, 4096, 11008),
                            (1280, 4096) if q else (320, 1280, 4096, 16384)):
         out.append(("linear", Linear(m, k, n)))
+        if not q or k == 4096:
+            out.append(("linear", Linear(m, k, n, bias=False)))
     for b, m, k, n in product((16,) if q else (1, 16, 128), (64, 4096) if q else (64, 512, 4096),
                               (64,) if q else (64, 512), (64, 4096) if q else (64, 512, 4096)):
         out.append(("matmul", Matmul(b, m, k, n)))
@@ -82,15 +103,43 @@ def _unet_convs() -> list[Spec]:
 
 
 def _attention(q: bool) -> list[Spec]:
-    out: list[Spec] = []
-    attention = list(product((16,) if q else (16, 128), (1, 256, 4096) if q else (1, 16, 64, 256, 1024, 4096),
-                             (77, 1024, 4096) if q else (77, 256, 1024, 4096), (64,) if q else (40, 64, 128)))
-    causal = [] if q else [(16, n, n, 128) for n in (256, 1024, 4096)]
-    for impl in ("attention_flash", "attention_baseline"):
-        out += [(impl, Attention(1, bh, ql, kv, d, "self")) for bh, ql, kv, d in attention]
-        out += [(impl, Attention(1, bh, ql, kv, d, "causal", causal=True)) for bh, ql, kv, d in causal]
-        if not q:
-            out += [(impl, Attention(1, bh, f, f, 64, "temporal")) for bh in (4096, 65536) for f in (8, 16, 76)]
+    """Both implementations at every attention shape they can run: bidirectional, causal prefill, decode."""
+    shapes = _bidirectional(q) + _causal(q) + _decode(q)
+    return [(impl, s) for impl in ("attention_flash", "attention_baseline") for s in shapes
+            if s.flops <= ATTENTION_MAX_FLOPS
+            and (impl != "attention_baseline" or s.similarity_elements <= BASELINE_MAX_SIMILARITY_ELEMENTS)]
+
+
+def _bidirectional(q: bool) -> list[Attention]:
+    """Self and cross attention up to 4096 tokens, temporal attention over frames, and long self-attention
+    (video diffusion transformers attend over 24k-75k tokens) up to LONG_TOKENS[-1] at head_dim 64 and 128."""
+    short = product((16,) if q else (16, 128), (1, 256, 4096) if q else (1, 16, 64, 256, 1024, 4096),
+                    (77, 1024, 4096) if q else (77, 256, 1024, 4096), (64,) if q else (40, 64, 128))
+    out = [Attention(1, bh, ql, kv, d, "self") for bh, ql, kv, d in short]
+    if not q:
+        out += [Attention(1, bh, f, f, 64, "temporal") for bh in (4096, 65536) for f in (8, 16, 76)]
+        out += [Attention(1, bh, n, n, d, "self") for n, bh, d in product(LONG_TOKENS, (1, 4, 16, 64), (64, 128))]
+    return out
+
+
+def _causal(q: bool) -> list[Attention]:
+    """Causal prefill (q_len == kv_len) of 64 to 32k tokens, batch x heads 1 to 64."""
+    tokens, bhs, dims = ((1024,), (16,), (128,)) if q else ((64, 256, 1024, 4096, 16384, 32768), (1, 4, 16, 64),
+                                                             (64, 128))
+    return [Attention(1, bh, n, n, d, "causal", causal=True) for n, bh, d in product(tokens, bhs, dims)]
+
+
+def _decode(q: bool) -> list[Attention]:
+    """One new query per (sequence, head) against a KV cache, as LLM decode runs it: batch x heads from 1 to
+    16k by factors of 2 (per-(sequence, head) work shows past a few dozen), KV 128 to 32k; heads up to 32 and
+    the rest batch; K and V of one layer at most DECODE_MAX_KV_ELEMENTS."""
+    bhs = (32, 1024) if q else tuple(2**i for i in range(15))
+    kvs = (1024,) if q else (128, 512, 2048, 8192, 32768)
+    out = []
+    for bh, kv in product(bhs, kvs):
+        heads = min(bh, 32)
+        if 2 * bh * kv * 128 <= DECODE_MAX_KV_ELEMENTS:
+            out.append(Attention(bh // heads, heads, 1, kv, 128, "causal", causal=True, kv_cache=True))
     return out
 
 
