@@ -7,6 +7,7 @@ in this order and writes `report.md`.
 
 from experiments import (
     breakdown,
+    device_choice,
     fsdp_training,
     image_size,
     memory,
@@ -18,4 +19,4 @@ from experiments import (
 )
 
 EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
-                                   temporal, fsdp_training)}
+                                   temporal, fsdp_training, device_choice)}
