@@ -34,10 +34,12 @@ from pathlib import Path
 
 from calibration.public_tables import SHAPE_CLASS_OF_TABLE, TABLES, frameworks, table_files, table_shapes
 from calibration.write import profile_document, write
+from calibration.public_merge import add_public_attention, declare_launch_excess
 from calibration.scaled_kinds import scaled_kinds
 from emulator.cost.kernels import attention_of_kind
 from emulator.cost.predictor import DEFAULT_FEATURES, FEATURE_SETS, Curve, fit_predictor
 from emulator.cost.profile import load_profile, shape_to_json
+from emulator.devices import catalog
 from emulator.devices import device as catalog_device
 from emulator.errors import UserError
 
@@ -64,6 +66,8 @@ PREFERRED = "vllm"
 GEMM_M = tuple(2**i for i in range(16))
 GEMM_NK = (64, 128, 256, 512, 1024, 2048, 4096, 6144, 8192, 12288, 16384)
 ENCODER_SEQ = tuple(2**i for i in range(17))
+# With --system all, a device whose default profile is not the imported one (the H100's own calibration, the
+# A100's derived profile) gains the tables' attention libraries as kinds of their own (calibration/public_merge.py).
 
 
 def default_data_dir() -> Path:
@@ -221,8 +225,14 @@ def import_and_write(system: str, framework: str | None, data_dir: Path | None, 
         path = out if (out is not None and system != "all") else (out or PROFILES) / SYSTEMS[name][1]
         if system == "all" and out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        write(path, import_public(name, framework, data_dir))
+        profile = import_public(name, framework, data_dir)
+        write(path, profile)
         written.append(path)
+        own = PROFILES / catalog().get(SYSTEMS[name][0]).profile
+        if system == "all" and out is None and own != path and own.is_file():  # the device's own profile
+            merged = add_public_attention(load_profile(own), profile, f"calibration/profiles/{path.name}")
+            write(own, declare_launch_excess(merged, profile))
+            written.append(own)
     return written
 
 

@@ -21,7 +21,7 @@ them out of its measured summary.
 from __future__ import annotations
 
 from emulator.cost.predictor import DEFAULT_FEATURES, Curve, curve_seconds, fit_predictor
-from emulator.cost.profile import shape_from_json
+from emulator.cost.profile import kernel_seconds, shape_from_json
 
 GEMM_LIKE = ("matmul", "conv1d", "conv2d", "conv3d", "attention_baseline", "attention_flash")
 
@@ -34,8 +34,8 @@ def scaled_kinds(measured_h100: dict, target_linear: Curve, h100_linear: Curve, 
         if kind in present:
             continue
         shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
-        seconds = [p["seconds"] * ratio(kind, s, dtype, target_linear, h100_linear, target, h100)
-                   for p, s in zip(entry["points"], shapes)]
+        seconds = [t * ratio(kind, s, dtype, target_linear, h100_linear, target, h100)
+                   for t, s in zip(kernel_seconds(entry)[0], shapes)]  # launch excluded before scaling
         predictor = fit_predictor(kind, dtype, shapes, seconds, target)
         entries[kind] = {"features": DEFAULT_FEATURES[kind], "source": source(kind, target.name),
                          "backend": f"{entry['backend']} (on the H100)", "curve": predictor.curve.asdict(),

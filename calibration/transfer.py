@@ -21,7 +21,7 @@ from pathlib import Path
 
 from calibration.write import profile_document, write
 from emulator.cost.predictor import DEFAULT_FEATURES, fit_predictor
-from emulator.cost.profile import load_profile, shape_from_json
+from emulator.cost.profile import kernel_seconds, load_profile, shape_from_json
 from emulator.cost.roofline import compute_share
 from emulator.devices import device as catalog_device
 from emulator.ops import Op
@@ -41,8 +41,8 @@ def efficiency_ratio(kind: str, shape, dtype: str, target, source) -> float:
 
 def transferred_entry(kind: str, entry: dict, dtype: str, target, source) -> dict:
     shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
-    seconds = [p["seconds"] * efficiency_ratio(kind, s, dtype, target, source)
-               for p, s in zip(entry["points"], shapes)]
+    seconds = [t * efficiency_ratio(kind, s, dtype, target, source)
+               for t, s in zip(kernel_seconds(entry)[0], shapes)]  # launch excluded before scaling
     predictor = fit_predictor(kind, dtype, shapes, seconds, target)
     return {"features": DEFAULT_FEATURES[kind], "source": f"transferred: measured {source.name} x efficiency kept",
             "backend": f"{entry['backend']} (on the {source.name})", "curve": predictor.curve.asdict(),

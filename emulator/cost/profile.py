@@ -12,6 +12,11 @@ A profile is the one thing the emulator reads from calibration. Version 2:
      "attention_default": {"bidirectional": "fa3", "causal": "fa3", "decode": "fa3"},  # optional
      "skipped": [...]}
 
+A kernel's time is its device time in a back-to-back replay (as a CUDA graph
+times it), launch excluded: launch cost is the host model's (`host`, and the
+runtime). A kind whose points were timed one launch at a time declares the
+launch cost they carry, `launch_in_times_s`, and it is taken off every point
+and the curve's overhead when the profile is read (`kernel_seconds`).
 Each point's seconds are final: noise handling (medians over passes, drift,
 pooling with neighbours) happened when the profile was written, and the raw
 passes live beside it in a sidecar file that only `calibration report` reads.
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 
@@ -163,6 +168,8 @@ def check_kind(kind: str, entry, fail) -> None:
     problem = curve_problem(entry["curve"])
     if problem:
         fail(f"kinds.{kind}.curve.{problem}")
+    if seconds_problem(entry.get("launch_in_times_s", 0.0), zero=True) or entry.get("launch_in_times_s", 0.0) > 1e-3:
+        fail(f"kinds.{kind}.launch_in_times_s must be seconds from 0 to 1e-3, got {excerpt(entry['launch_in_times_s'])}")
     points = entry.get("points")
     if not isinstance(points, list) or not points:
         fail(f"kinds.{kind}.points must be a non-empty list")
@@ -193,12 +200,29 @@ def shipped_profile(name: str) -> Path | None:
     return Path(str(path)) if path.is_file() else None
 
 
+def launch_free(seconds: float, launch_s: float) -> float:
+    """A kernel time with `launch_s` of launch cost taken off, never below a tenth of itself."""
+    return max(seconds - launch_s, 0.1 * seconds)
+
+
+def kernel_seconds(entry: dict) -> tuple[list[float], list[float]]:
+    """(seconds, medians) of a kind's points as device time, launch excluded: the emulator's kernel-time
+    convention (a back-to-back replay), whatever the timer that measured them."""
+    launch_s = entry.get("launch_in_times_s", 0.0)
+    seconds = [launch_free(p["seconds"], launch_s) for p in entry["points"]]
+    medians = [launch_free(p.get("median_s", p["seconds"]), launch_s) for p in entry["points"]]
+    return seconds, medians
+
+
 def predictor_of(kind: str, dtype: str, entry: dict) -> KindPredictor:
-    """A kind's predictor from its profile entry: its curve, points and feature set, as written."""
+    """A kind's predictor from its profile entry: its curve, points and feature set, launch excluded."""
     shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
-    seconds = [p["seconds"] for p in entry["points"]]
-    medians = [p.get("median_s", p["seconds"]) for p in entry["points"]]
-    return KindPredictor(kind, dtype, Curve(**entry["curve"]), shapes, seconds, entry["features"], medians)
+    seconds, medians = kernel_seconds(entry)
+    curve = Curve(**entry["curve"])
+    launch_s = entry.get("launch_in_times_s", 0.0)
+    if launch_s:
+        curve = replace(curve, overhead_s=launch_free(curve.overhead_s, launch_s))
+    return KindPredictor(kind, dtype, curve, shapes, seconds, entry["features"], medians)
 
 
 def attention_implementations(data: dict) -> tuple[str, ...]:
@@ -216,8 +240,11 @@ def attention_defaults(data: dict) -> dict[str, str]:
 
 def kind_origin(data: dict, kind: str) -> str:
     """Where a kind's points come from (a TIME_SOURCES entry): the profile's own source, or the kind's
-    `source` note: public tables are measurements of the device; another device's, transferred, are scaled."""
+    `source` note: kernels imported from public tables measured on this GPU are measured; another device's,
+    transferred, are scaled; a curve synthesized from another kind's is derived."""
     note = data["kinds"][kind].get("source", "")
+    if note.startswith("imported"):
+        return "measured"
     if note.startswith("transferred"):
         return "scaled"
     if note.startswith("synthesized"):
