@@ -69,8 +69,8 @@ def module_pipeline(args):
         raise UserError("give a workload or --module, not both")
     if not args.config:
         raise UserError("--module needs --config PRESET|FILE.json")
-    knobs = [k for k in ("image_size", "frames", "steps", "prompt_tokens", "output_tokens", "guidance", "dtype")
-             if getattr(args, k) is not None]
+    knobs = [k for k in ("image_size", "height", "width", "frames", "steps", "prompt_tokens", "output_tokens",
+                         "guidance", "guidance_mode", "dtype") if getattr(args, k) is not None]
     if knobs:
         raise UserError(f"--module takes --batch but not --{knobs[0].replace('_', '-')}")
     load_config(args.module, args.config)  # a bad preset or file fails before torch is imported
@@ -95,8 +95,8 @@ def cmd_describe(args) -> None:
     else:
         from workloads import build
 
-        knobs = {k: getattr(args, k) for k in ("batch", "image_size", "frames", "steps", "prompt_tokens",
-                                               "output_tokens", "guidance", "dtype")}
+        knobs = {k: getattr(args, k) for k in ("batch", "image_size", "height", "width", "frames", "steps",
+                                               "prompt_tokens", "output_tokens", "guidance", "guidance_mode", "dtype")}
         pipeline = build(args.workload, **knobs)
     run_as = runtime(args.runtime)
     check_work(pipeline, args.max_work)
@@ -169,13 +169,17 @@ def parser() -> Parser:
     d.add_argument("--config", help="with --module: a preset (sd-v1.5-unet, sd-vae-decoder, clip-vit-l14-text, "
                    "llama2-7b) or a JSON file of constructor keywords")
     d.add_argument("--batch", type=int, help="images, videos or sequences per request")
-    d.add_argument("--image-size", type=int, help="output side in pixels")
+    d.add_argument("--image-size", type=int, help="output side in pixels (square-output models)")
+    d.add_argument("--height", type=int, help="output height in pixels (models with non-square outputs)")
+    d.add_argument("--width", type=int, help="output width in pixels")
     d.add_argument("--frames", type=int, help="video frames")
     d.add_argument("--steps", type=int, help="denoising / parallel decoding steps of the first generator stage")
     d.add_argument("--prompt-tokens", type=int, help="text tokens")
     d.add_argument("--output-tokens", type=int, help="generated tokens (LLM)")
     d.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=None,
                    help="classifier-free guidance (doubles the batch of guided stages)")
+    d.add_argument("--guidance-mode", help="how guidance runs: batched (one call at twice the batch), two-calls, "
+                   "distilled (one pass) or off, where the model takes it")
     d.add_argument("--dtype", help="fp16 (default), bf16, fp32, fp8")
     d.add_argument("--device", default=DEFAULT_DEVICE,
                    help=f"catalog device (its shipped profile) or a profile file; default {DEFAULT_DEVICE}")

@@ -16,12 +16,15 @@ from emulator.ops import DTYPE_BYTES
 @dataclass(frozen=True)
 class WorkloadConfig:
     batch: int = 1  # images, videos or sequences per request
-    image_size: int | None = None  # output side in pixels
+    image_size: int | None = None  # output side in pixels (square outputs)
+    height: int | None = None  # output height in pixels (models whose outputs need not be square)
+    width: int | None = None  # output width in pixels
     frames: int | None = None  # video frames
     steps: int | None = None  # denoising or parallel-decoding steps of the first generator stage
     prompt_tokens: int | None = None  # text tokens
     output_tokens: int | None = None  # generated tokens (LLM)
     guidance: bool | None = None  # classifier-free guidance: conditional + unconditional batch
+    guidance_mode: str | None = None  # how guidance runs: one of GUIDANCE_MODES
     dtype: str = "fp16"
 
     def asdict(self) -> dict:
@@ -29,7 +32,12 @@ class WorkloadConfig:
 
 
 ALWAYS_TAKEN = ("batch", "dtype")
-POSITIVE = ("batch", "frames", "steps", "prompt_tokens", "output_tokens", "image_size")
+POSITIVE = ("batch", "frames", "steps", "prompt_tokens", "output_tokens", "image_size", "height", "width")
+# How a diffusion model runs classifier-free guidance: conditional and unconditional passes as one call of
+# twice the batch, as two calls per step, or not at all (guidance distilled into the model, or off).
+GUIDANCE_MODES = ("batched", "two-calls", "distilled", "off")
+KNOBS = ("batch", "image_size", "height", "width", "frames", "steps", "prompt_tokens", "output_tokens", "guidance",
+         "guidance_mode", "dtype")  # every knob, in the order flags and errors list them
 MAXIMA = {  # knobs that multiply the stage calls of one request, bounded well past real use
     "steps": 10_000,  # denoising schedules run up to 1000 steps
     "output_tokens": 100_000,  # past every model's context here
@@ -69,6 +77,8 @@ def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **ov
             raise UserError(f"{name} takes no --{clip(key).replace('_', '-')}; it takes {flags}")
     cfg = replace(defaults, **given)
     check_counts(cfg)
+    if cfg.guidance_mode is not None and cfg.guidance_mode not in GUIDANCE_MODES:
+        raise UserError(f"--guidance-mode {excerpt(cfg.guidance_mode)} is not one of {', '.join(GUIDANCE_MODES)}")
     if cfg.dtype not in DTYPE_BYTES:
         raise UserError(f"--dtype {excerpt(cfg.dtype)} is not one of {', '.join(DTYPE_BYTES)}")
     if image_sizes is not None and cfg.image_size not in image_sizes:

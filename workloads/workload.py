@@ -53,3 +53,13 @@ def graph_stage(name: str, description: str, cfg: WorkloadConfig, calls: int, ba
 def guided(cfg: WorkloadConfig) -> int:
     """Per-call batch of a guided stage: conditional and unconditional halves."""
     return cfg.batch * (2 if cfg.guidance else 1)
+
+
+def guided_calls(cfg: WorkloadConfig, steps: int) -> tuple[int, int]:
+    """(calls, per-call batch) of a denoiser run `steps` times under the config's guidance mode: 'batched'
+    doubles the batch, 'two-calls' the calls; 'distilled' and 'off' run one pass per step."""
+    if cfg.guidance_mode == "batched":
+        return steps, 2 * cfg.batch
+    if cfg.guidance_mode == "two-calls":
+        return 2 * steps, cfg.batch
+    return steps, cfg.batch

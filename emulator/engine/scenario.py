@@ -217,8 +217,9 @@ def check_knobs(t: TrafficClass, where: str) -> None:
     except UserError as e:
         fail(where, str(e))
     except TypeError:
-        fail(f"{where}.knobs", "unknown knob; knobs are batch, image_size, frames, steps, prompt_tokens, "
-             "output_tokens, guidance, dtype")
+        from workloads.config import KNOBS
+
+        fail(f"{where}.knobs", f"unknown knob; knobs are {', '.join(KNOBS)}")
 
 
 def check_devices(s: Scenario) -> list:
