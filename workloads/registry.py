@@ -1,10 +1,11 @@
-"""The one registry of workloads, keyed by name, in the order the study lists them."""
+"""The one registry of workloads, keyed by name: the study's suite in its order, then today's image and video DiTs."""
 
 from __future__ import annotations
 
 from emulator.errors import UserError, excerpt
 from emulator.pipeline import Pipeline
-from workloads import imagen, llama2, make_a_video, muse, parti, phenaki, prod_image, stable_diffusion
+from workloads import image_dits, imagen, llama2, make_a_video, muse, parti, phenaki, prod_image, stable_diffusion
+from workloads import video_dits
 from workloads.workload import Workload
 
 WORKLOADS: dict[str, Workload] = {
@@ -18,6 +19,8 @@ WORKLOADS: dict[str, Workload] = {
         prod_image.WORKLOAD,
         make_a_video.WORKLOAD,
         phenaki.WORKLOAD,
+        *image_dits.WORKLOADS,
+        *video_dits.WORKLOADS,
     )
 }
 
