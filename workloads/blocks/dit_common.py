@@ -104,3 +104,46 @@ def final_layer(b: GraphBuilder, x: Tensor, patch: int, out_channels: int, heigh
     h = ada_norm(b, x, "norm_out")
     y = b.linear("proj_out", h, patch * patch * out_channels)  # [B, L, p*p*C_out]
     return b.rearrange("unpatchify", y, n, out_channels, height, width)
+
+
+def _qkv(b: GraphBuilder, x: Tensor, head_dim: int, qk_norm: bool, names: tuple[str, str, str, str, str],
+         bias: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v projections of x[B, L, D] (each [B, L, H*d]), with RMS QK-norm if the model has it."""
+    dim = x.shape[-1]
+    q, k, v = (b.linear(n, x, dim, bias=bias) for n in names[:3])
+    if qk_norm:
+        q, k = head_rms_norm(b, q, head_dim, names[3]), head_rms_norm(b, k, head_dim, names[4])
+    return q, k, v
+
+
+def self_attention(b: GraphBuilder, x: Tensor, heads: int, qk_norm: bool = False, rope_qk: bool = False,
+                   out: bool = True, bias: bool = True) -> Tensor:
+    """Attention of x[B, L, D] to itself: q/k/v, QK-norm, RoPE, attention, output projection (unless `out` is False)."""
+    head_dim = x.shape[-1] // heads
+    q, k, v = _qkv(b, x, head_dim, qk_norm, ("to_q", "to_k", "to_v", "norm_q", "norm_k"), bias)
+    if rope_qk:
+        q, k = rope(b, q, "rope_q"), rope(b, k, "rope_k")
+    o = b.attention("attention", q, k, v, heads, "self")
+    return b.linear("to_out", o, x.shape[-1], bias=bias) if out else o
+
+
+def joint_attention(b: GraphBuilder, x: Tensor, c: Tensor, heads: int, qk_norm: bool, rope_qk: bool = False,
+                    context_out: bool = True, context_first: bool = False) -> tuple[Tensor, Tensor | None]:
+    """MMDiT attention over image x[B, L, D] and text c[B, T, D] concatenated: (image out [B, L, D], text out).
+
+    Each stream has its own q/k/v (to_q..., add_q_proj...) and QK-norm; one attention runs over the
+    T + L tokens; the output is split back and projected per stream (to_out, to_add_out). The text
+    output is None when the block is the last one to read it (`context_out` False, SD3's context_pre_only).
+    """
+    (n, seq, dim), text = x.shape, c.shape[1]
+    head_dim = dim // heads
+    img = _qkv(b, x, head_dim, qk_norm, ("to_q", "to_k", "to_v", "norm_q", "norm_k"))
+    txt = _qkv(b, c, head_dim, qk_norm, ("add_q_proj", "add_k_proj", "add_v_proj", "norm_added_q", "norm_added_k"))
+    parts = [(t, i) if context_first else (i, t) for i, t in zip(img, txt)]
+    q, k, v = (b.concat(f"concat_{s}", *p) for s, p in zip("qkv", parts))  # [B, T+L, D]
+    if rope_qk:
+        q, k = rope(b, q, "rope_q"), rope(b, k, "rope_k")
+    o = b.attention("attention", q, k, v, heads, "self")  # [B, T+L, D], split into the two streams (views)
+    ox = b.linear("to_out", Tensor((n, seq, dim), o.node), dim)
+    oc = b.linear("to_add_out", Tensor((n, text, dim), o.node), dim) if context_out else None
+    return ox, oc
