@@ -2,27 +2,38 @@
 
 Method (the same for every kind):
 1. A roofline-shaped curve with fitted constants,
-       t = overhead + smoothmax(FLOPs / flops_per_s, memory time(bytes)),
-   smoothmax(a, b) = (a^4 + b^4)^(1/4), the memory time at a cache bandwidth
-   below a cache threshold and at a memory bandwidth above it, fitted by least
-   squares on log time (robust loss, rates bounded by the datasheet, the
-   threshold within 4x of the device's last-level cache) to all measured points
-   of the kind. It captures the trend: launch-bound tiny kernels, cache-,
-   memory- and compute-bound regimes.
+       t = overhead + smoothmax(idle x FLOPs / flops_per_s, idle x memory time(bytes),
+                                items x s_per_item),
+   smoothmax(a, b, c) = (a^4 + b^4 + c^4)^(1/4), the memory time at a cache
+   bandwidth below a cache threshold and at a memory bandwidth above it, fitted
+   by least squares on log time (robust loss, rates bounded by the datasheet,
+   the threshold within 4x of the device's last-level cache) to all measured
+   points of the kind. It captures the trend: launch-bound tiny kernels, cache-,
+   memory- and compute-bound regimes. Fused attention kinds have work items
+   (thread blocks: batch x heads x query tiles, `work_items`), each with a
+   cost of its own that FLOPs and bytes do not show (a decode step of 2048 x 8
+   sequence-heads moves 25 MB, 12 us at an A100's bandwidth, and took 519 us),
+   and run the device at the share min(1, items / fill_items) of its rates,
+   smoothed: idle = smoothmax(1, fill_items / items). Other kinds have neither
+   term.
 2. A correction for what the curve misses (tile quantization, library kernel
    choices): the log ratio measured / curve at the measured points,
    interpolated at a new shape by a weighted local-linear fit (a plane, weights
    1 / squared distance) over its 2D + 2 nearest measured neighbours in the
    space of D log shape features, kept within the neighbours' range widened by
-   25%. The plane goes through the points as measured (their medians over
-   passes); at a measured shape the prediction is the profile's entry, which
-   for a noisy device is that median pooled with the neighbours' plane
+   25%; a feature all the neighbours share has no slope (the plane is read at
+   their value of it; a query elsewhere in it is farther from them). The plane
+   goes through the points as measured (their medians over passes); at a
+   measured shape the prediction is the profile's entry, which for a noisy
+   device is that median pooled with the neighbours' plane
    (calibration/pooling.py): the best estimate at the shape, while the plane
    through the raw medians predicts the shapes between them better.
 
 The shape features are a named set per kind (FEATURE_SETS): the profile says
 which set each kind was fitted in, since libraries differ by device (a CPU's
-convolutions loop over images; a GPU's run as one implicit GEMM).
+convolutions loop over images, and it adds a linear's bias at no cost of its
+own; a GPU's convolutions run as one implicit GEMM, and a biased GEMM is
+another kernel than a bias-free one).
 
 The correction is trusted only near measured shapes. A kind's spacing is the
 95th percentile, over its points, of the distance from a point to its nearest
@@ -71,7 +82,21 @@ def _attention(s) -> tuple:
 GEMV_FEATURE = math.exp(2.0)
 
 
+# On a GPU a bias is another kernel (cuBLASLt's bias epilogue): the measured H100's bias=True GEMMs take
+# 1.0-1.7x the time of bias-free ones of the same m, k, n (1.28x at 8192 x 320 x 320, 1.71x at 622592 x 320
+# x 320). A feature of its own, e^2 apart: a bias-free shape finds bias-free neighbours where the profile
+# has them (the plane takes the step where both are near) and is two log units from the others, where the
+# correction fades and the calibrated domain ends in a profile spaced a unit or less.
+BIAS_FEATURE = math.exp(2.0)
+
+
 def _linear(s) -> tuple:
+    return (s.m, s.k, s.n, GEMV_FEATURE if s.m == 1 else 1.0, BIAS_FEATURE if s.bias else 1.0)
+
+
+def _linear_fused_bias(s) -> tuple:
+    # CPU libraries add the bias in the GEMM at no measurable cost (the CPU profile's bias=True GEMMs take
+    # 0.94-1.15x the bias-free time): bias-free and bias=True shapes are neighbours alike.
     return (s.m, s.k, s.n, GEMV_FEATURE if s.m == 1 else 1.0)
 
 
@@ -106,6 +131,7 @@ def _conv3d_per_frame(s) -> tuple:
 # A profile names the set each kind was fitted in, so that the same predictor serves every device.
 FEATURE_SETS: dict[str, Callable[[object], tuple]] = {
     "linear": _linear,
+    "linear-fused-bias": _linear_fused_bias,  # CPU libraries: the bias costs nothing of its own
     "matmul": lambda s: (s.batch, s.m, s.k, s.n),
     "conv": _conv,
     "conv-per-image": _conv_per_image,  # CPU libraries: a loop over images, PyTorch's own small-image path
@@ -142,10 +168,29 @@ def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
     return work(Op("", shape, dtype), attention_of_kind(kind))
 
 
+# Fused attention kernels give each (sequence, head) and tile of QUERY_TILE queries a thread block of its own.
+QUERY_TILE = 128
+
+
+def work_items(kind: str, shape) -> int:
+    """The work items (thread blocks) of one kernel whose count costs time of its own: a fused attention
+    kernel's batch x heads x ceil(q_len / QUERY_TILE) query tiles; 0 for every other kind, baseline
+    attention's three kernels (batched matmuls and a softmax, tiled otherwise) included: no item term."""
+    if kind not in ATTENTION_KINDS or attention_of_kind(kind) == "baseline":
+        return 0
+    return shape.batch * shape.heads * -(-shape.q_len // QUERY_TILE)
+
+
 @dataclass(frozen=True)
 class Curve:
     """The fitted roofline-shaped curve of one kind.
 
+    t = overhead_s + smoothmax(idle * FLOPs / flops_per_s, idle * memory time(bytes), items * s_per_item),
+    idle = smoothmax(1, fill_items / items). The item term is a cost per work item (work_items) that
+    neither FLOPs nor bytes show: an A100's decode attention blocks of two cached positions take about
+    31 ns each, forty times their bytes' time. Fewer items than `fill_items` leave part of the device
+    idle: one decode block streams its cache at about 22 GB/s on an A100, a seventieth of the 1.5 TB/s
+    its decode steps attain. Both 0 (the defaults): no item terms, the curve of kinds without work items.
     Memory time has two levels: a kernel whose bytes stay below `cache_bytes`
     streams at `cache_bytes_per_s`, a larger one at `bytes_per_s`, blended around
     the threshold over a width set by `cache_sharpness`. Both are fitted: what
@@ -159,6 +204,8 @@ class Curve:
     cache_bytes: float = 0.0  # 0: a single memory level
     cache_bytes_per_s: float = 0.0
     cache_sharpness: float = 4.0  # exponent of the blend
+    s_per_item: float = 0.0  # 0: no work-item term
+    fill_items: float = 0.0  # work items that keep the whole device busy; 0: any number does
 
     def memory_time(self, nbytes):
         dram = nbytes / self.bytes_per_s
@@ -167,19 +214,29 @@ class Curve:
         in_cache = 1.0 / (1.0 + (nbytes / self.cache_bytes) ** self.cache_sharpness)  # 1 well inside, 0 beyond
         return (nbytes / self.cache_bytes_per_s) ** in_cache * dram ** (1.0 - in_cache)
 
-    def __call__(self, flops, nbytes):
+    def __call__(self, flops, nbytes, items=0):
         a, b = flops / self.flops_per_s, self.memory_time(nbytes)
-        return self.overhead_s + (a**SMOOTHNESS + b**SMOOTHNESS) ** (1 / SMOOTHNESS)
+        if self.fill_items:  # fewer items than fill the device run at that fraction of its rates
+            idle = (1.0 + (self.fill_items / np.maximum(items, 1)) ** SMOOTHNESS) ** (1 / SMOOTHNESS)
+            a, b = a * idle, b * idle
+        terms = a**SMOOTHNESS + b**SMOOTHNESS
+        if self.s_per_item:
+            terms = terms + (items * self.s_per_item) ** SMOOTHNESS
+        return self.overhead_s + terms ** (1 / SMOOTHNESS)
 
     def asdict(self) -> dict:
-        return {"flops_per_s": self.flops_per_s, "bytes_per_s": self.bytes_per_s, "overhead_s": self.overhead_s,
-                "cache_bytes": self.cache_bytes, "cache_bytes_per_s": self.cache_bytes_per_s,
-                "cache_sharpness": self.cache_sharpness}
+        """The constants as a profile stores them (the item terms only where the curve has them)."""
+        out = {"flops_per_s": self.flops_per_s, "bytes_per_s": self.bytes_per_s, "overhead_s": self.overhead_s,
+               "cache_bytes": self.cache_bytes, "cache_bytes_per_s": self.cache_bytes_per_s,
+               "cache_sharpness": self.cache_sharpness}
+        return (out | ({"s_per_item": self.s_per_item} if self.s_per_item else {})
+                | ({"fill_items": self.fill_items} if self.fill_items else {}))
 
 
 def fit_curve(flops: Sequence[float], nbytes: Sequence[float], seconds: Sequence[float],
               max_flops_per_s: float = np.inf, max_bytes_per_s: float = np.inf,
-              overhead_s: float | None = None, cache_bytes: float = 0.0) -> Curve:
+              overhead_s: float | None = None, cache_bytes: float = 0.0,
+              items: Sequence[float] | None = None) -> Curve:
     """Least-squares fit of the curve on log time (soft-L1 loss against outliers).
 
     The rates are bounded by the device's peaks (a kernel cannot beat its
@@ -188,45 +245,71 @@ def fit_curve(flops: Sequence[float], nbytes: Sequence[float], seconds: Sequence
     (all of them large kernels). With a `cache_bytes` (the device's last-level
     cache) the threshold is fitted within 4x of it and the blend's sharpness
     between 2 and 16, from three starting thresholds (the fit is not convex in it).
+    With `items` (work items per point, some positive) the cost per item is
+    fitted, at most the least time per item of any point and down to a millionth
+    of that (no item cost), and the items that fill the device between 0.001
+    (none: any number does) and 1e5; without, or with `overhead_s` given (points
+    that cannot tell a floor cannot tell a cost per block either: fitted, it
+    stood in for the floor), the curve has no item terms.
     """
     from scipy.optimize import least_squares  # fitting only: prediction needs no scipy
 
-    f = np.maximum(np.asarray(flops, float), 0.0)
-    b = np.asarray(nbytes, float)
-    t = np.asarray(seconds, float)
-    # x = log(flops_per_s, bytes_per_s, overhead_s, cache speed-up over memory, cache threshold, sharpness)
-    cache = cache_bytes or 1.0
-    hi = np.array([math.log(max_flops_per_s), math.log(max_bytes_per_s), math.log(t.min()), math.log(50.0),
-                   math.log(4 * cache), math.log(16.0)])
-    lo = np.array([0.0, 0.0, math.log(1e-8), 0.0, math.log(cache / 4), math.log(2.0)])
-    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2, 2.0, cache, 4.0]), lo + 1e-9, hi - 1e-9)
-    if overhead_s is not None:
-        lo[2], hi[2], x0[2] = math.log(overhead_s) - 1e-9, math.log(overhead_s) + 1e-9, math.log(overhead_s)
-    if not cache_bytes:  # a single memory level: the cache parameters are unused
-        lo[3:], hi[3:] = x0[3:] - 1e-9, x0[3:] + 1e-9
+    f = np.maximum(np.asarray(flops, float), 0.0)  # [N]
+    b = np.asarray(nbytes, float)  # [N]
+    t = np.asarray(seconds, float)  # [N]
+    n = np.zeros_like(t) if items is None else np.asarray(items, float)  # [N]
+    lo, hi, x0 = curve_bounds(f, b, t, n, max_flops_per_s, max_bytes_per_s, overhead_s, cache_bytes)
 
     def curve(x) -> Curve:
-        p, w, o, g, c, k = np.exp(x)
+        p, w, o, g, c, k = np.exp(x[:6])
+        i, fill = (float(v) for v in np.exp(x[6:])) if len(x) > 6 else (0.0, 0.0)
         if not cache_bytes:
-            return Curve(float(p), float(w), float(o))
-        return Curve(float(p), float(w), float(o), float(c), float(w * g), float(k))
+            return Curve(float(p), float(w), float(o), s_per_item=i, fill_items=fill)
+        return Curve(float(p), float(w), float(o), float(c), float(w * g), float(k), i, fill)
 
     def residual(x):
-        return np.log(curve(x)(f, b)) - np.log(t)
+        return np.log(curve(x)(f, b, n)) - np.log(t)
 
     best = None
     for start in ((0.5, 1.0, 2.0) if cache_bytes else (1.0,)):
         x = x0.copy()
-        x[4] = np.clip(math.log(cache * start), lo[4] + 1e-9, hi[4] - 1e-9)
+        x[4] = np.clip(math.log((cache_bytes or 1.0) * start), lo[4] + 1e-9, hi[4] - 1e-9)
         sol = least_squares(residual, x, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
         if best is None or sol.cost < best.cost:
             best = sol
     return curve(best.x)
 
 
+ITEM_RANGE = 1e6  # the item cost is fitted between a millionth of its bound and the bound
+
+
+def curve_bounds(f, b, t, n, max_flops_per_s, max_bytes_per_s, overhead_s, cache_bytes) -> tuple:
+    """(lo, hi, x0) of the fit's parameters x = log(flops_per_s, bytes_per_s, overhead_s, cache speed-up
+    over memory, cache threshold, sharpness[, s_per_item, fill_items]), each [6], or [8] where some point
+    has work items, from the points' FLOPs f, bytes b, seconds t and items n, each [N]; a parameter the
+    points cannot tell is frozen (lo = hi). The fill starts at one item: where no point runs so few items
+    that the device idles (large prefill kernels only) it stays there, and idles nothing it cannot see."""
+    cache = cache_bytes or 1.0
+    per_item = (t[n > 0] / n[n > 0]).min() if (n > 0).any() else 1.0  # no item costs more than this
+    hi = np.array([math.log(max_flops_per_s), math.log(max_bytes_per_s), math.log(t.min()), math.log(50.0),
+                   math.log(4 * cache), math.log(16.0), math.log(per_item), math.log(1e5)])
+    lo = np.array([0.0, 0.0, math.log(1e-8), 0.0, math.log(cache / 4), math.log(2.0),
+                   math.log(per_item / ITEM_RANGE), math.log(1e-3)])
+    x0 = np.clip(np.log([max((f / t).max(), 1.0), (b / t).max(), t.min() / 2, 2.0, cache, 4.0, per_item / 10,
+                         1.0]), lo + 1e-9, hi - 1e-9)
+    frozen = np.zeros(8, bool)
+    if overhead_s is not None:
+        frozen[2], x0[2] = True, math.log(overhead_s)
+    if not cache_bytes:  # a single memory level: the cache parameters are unused
+        frozen[3:6] = True
+    lo[frozen], hi[frozen] = x0[frozen] - 1e-9, x0[frozen] + 1e-9
+    used = 8 if (n > 0).any() and overhead_s is None else 6  # no work items, or large kernels only: no item terms
+    return lo[:used], hi[:used], x0[:used]
+
+
 def curve_seconds(kind: str, dtype: str, curve: Curve, shape) -> float:
     """The curve's time for a shape of this kind."""
-    return curve(*shape_work(kind, dtype, shape))
+    return curve(*shape_work(kind, dtype, shape), work_items(kind, shape))
 
 
 class KindPredictor:
@@ -304,7 +387,11 @@ def local_corrections(xs: np.ndarray, residual: np.ndarray, queries: np.ndarray,
     if k <= dims + 1:  # too few neighbours for a plane: weighted mean
         estimate = (w * r).sum(axis=1) / w.sum(axis=1)
     else:
-        a = np.concatenate([np.ones((len(queries), k, 1)), xs[nearest] - queries[:, None, :]], axis=2)  # [Q, k, 1 + D]
+        offsets = xs[nearest] - queries[:, None, :]  # [Q, k, D]
+        # A feature all the neighbours share tells the plane nothing: the query's own value in it, where
+        # it differs (a bias-free query among bias=True neighbours), would only scale the intercept down.
+        offsets[np.broadcast_to(np.ptp(offsets, axis=1, keepdims=True) == 0, offsets.shape)] = 0.0
+        a = np.concatenate([np.ones((len(queries), k, 1)), offsets], axis=2)  # [Q, k, 1 + D]
         aw = a.transpose(0, 2, 1) * w[:, None, :]  # [Q, 1 + D, k]
         beta = np.linalg.solve(aw @ a + RIDGE * np.eye(dims + 1), (aw @ r[:, :, None]))[:, 0, 0]  # [Q]
         # A plane fitted to noisy neighbours can overshoot away from them: stay near their range.
@@ -321,5 +408,6 @@ def fit_predictor(kind: str, dtype: str, shapes: Sequence, seconds: Sequence[flo
     if device is not None:
         bounds = {"max_flops_per_s": device.peak_flops_per_s(Op("", shapes[0], dtype)),
                   "max_bytes_per_s": device.bytes_per_s, "cache_bytes": device.l2_MB * 1e6}
-    curve = fit_curve([w[0] for w in fw], [w[1] for w in fw], seconds, overhead_s=overhead_s, **bounds)
+    curve = fit_curve([w[0] for w in fw], [w[1] for w in fw], seconds, overhead_s=overhead_s,
+                      items=[work_items(kind, s) for s in shapes], **bounds)
     return KindPredictor(kind, dtype, curve, shapes, seconds, features)
