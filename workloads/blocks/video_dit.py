@@ -332,3 +332,15 @@ def denoise(b: GraphBuilder, spec: VideoDiTSpec, n: int, frames: int, height: in
             text: int) -> Tensor:
     """One denoiser call of `spec`'s family at batch n on a latent of frames x height x width."""
     return FORWARDS[spec.family](b, spec, n, frames, height, width, text)
+
+
+def check_video(name: str, frames: int, height: int, width: int, time_factor: int, spatial: int) -> None:
+    """Frames are 1 + a multiple of the VAE's temporal factor; sides are multiples of `spatial` pixels."""
+    from emulator.errors import UserError
+
+    if (frames - 1) % time_factor:
+        raise UserError(f"--frames must be 1 + a multiple of {time_factor} for {name} (e.g. {4 * time_factor + 1}), "
+                        f"got {frames}")
+    for knob, side in (("height", height), ("width", width)):
+        if side % spatial:
+            raise UserError(f"--{knob} must be a multiple of {spatial} for {name}, got {side}")
