@@ -101,8 +101,8 @@ def lowered(cls: str, config: dict):
 
 
 def attention_calls(graph):
-    return Counter((op.shape.batch, op.shape.heads, op.shape.q_len, op.shape.kv_len, op.shape.head_dim)
-                   for op in graph.attention_ops)
+    shapes = (op.shape for op in graph.attention_ops)
+    return Counter((s.variant, s.batch, s.heads, s.q_len, s.kv_len, s.head_dim) for s in shapes)
 
 
 @pytest.mark.parametrize("name", NAMES)
