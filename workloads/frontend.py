@@ -69,11 +69,11 @@ COMPARES = {"le", "lt", "ge", "gt"}
 ELEMENTWISE = {"add": "add", "sub": "add", "rsub": "add", "mul": "mul", "div": "mul", "silu": "silu",
                "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "sigmoid", "exp": "unary", "rsqrt": "unary",
                "sqrt": "unary", "pow": "unary", "neg": "unary", "cos": "unary", "sin": "unary", "abs": "unary",
-               "clamp": "unary", "clamp_min": "unary", "clamp_max": "unary", "where": "unary",
+               "clamp": "unary", "clamp_min": "unary", "clamp_max": "unary", "clip": "unary", "where": "unary",
                "masked_fill": "unary", "reciprocal": "unary", "erf": "unary", "outer": "mul",
                "mean": "reduce", "sum": "reduce", "amax": "reduce", "linalg_vector_norm": "reduce",
                "norm": "reduce", "_to_copy": "copy", "clone": "copy", "copy": "copy", "cat": "copy",
-               "stack": "copy", "index": "copy", "gather": "copy", "pad": "copy", "constant_pad_nd": "copy",
+               "concat": "copy", "concatenate": "copy", "stack": "copy", "index": "copy", "gather": "copy", "pad": "copy", "constant_pad_nd": "copy",
                "repeat": "copy", "repeat_interleave": "copy", "pixel_shuffle": "copy", "pixel_unshuffle": "copy"}
 
 
@@ -288,6 +288,9 @@ class Recorder:
             return Linear(x.numel() // x.shape[-1], w.shape[1], w.shape[0], bias=arg(2, "bias") is not None)
         if base == "einsum":
             ops = self.tensors(args[1])
+            if len(ops) == 1:  # a permutation ("nhwpqc->nchpwq", an unpatchify) or a reduction
+                kind = "copy" if out.numel() == ops[0].numel() else "reduce"
+                return Elementwise(kind, max(ops[0].numel(), 1))
             if len(ops) != 2:
                 return None
             return einsum_shape(args[0], *ops, ops[0] in self.params, ops[1] in self.params)
