@@ -61,26 +61,38 @@ def cmd_devices(args) -> None:
 
 
 def module_pipeline(args):
-    """A one-stage Pipeline of a real PyTorch model lowered on fake tensors (`--module`, `--config`)."""
+    """A one-stage Pipeline of a real PyTorch model lowered on fake tensors (`--module`, `--config`), at
+    the size --height/--width (or --image-size) and --frames give, in pixels and frames (the class's
+    default where not given), and --batch."""
     from emulator.pipeline import Pipeline, Stage
-    from workloads.modules import load_config, module_graph
+    from workloads.modules import load_config, module_graph, module_size
 
     if args.workload:
         raise UserError("give a workload or --module, not both")
     if not args.config:
         raise UserError("--module needs --config PRESET|FILE.json")
-    knobs = [k for k in ("image_size", "height", "width", "frames", "steps", "prompt_tokens", "output_tokens",
-                         "guidance", "guidance_mode", "dtype") if getattr(args, k) is not None]
+    knobs = [k for k in ("steps", "prompt_tokens", "output_tokens", "guidance", "guidance_mode", "dtype")
+             if getattr(args, k) is not None]
     if knobs:
-        raise UserError(f"--module takes --batch but not --{knobs[0].replace('_', '-')}")
+        raise UserError(f"--module takes --batch, --height/--width or --image-size and --frames, "
+                        f"not --{knobs[0].replace('_', '-')}")
+    if args.image_size is not None and (args.height is not None or args.width is not None):
+        raise UserError("give --image-size or --height/--width, not both")
+    height = args.height if args.image_size is None else args.image_size
+    width = args.width if args.image_size is None else args.image_size
+    size = module_size(args.module, height, width, args.frames)  # an unknown class or bad size fails here
     load_config(args.module, args.config)  # a bad preset or file fails before torch is imported
     batch = args.batch or 1
     if batch < 1:
         raise UserError(f"--batch must be a positive integer, got {batch}")
     name = args.module.split(":")[-1]
     stage = Stage(name, f"{args.module} from {args.config}, lowered on fake tensors",
-                  lambda b: module_graph(args.module, args.config, b), 1, batch)
-    return Pipeline(args.module, {"config": args.config, "batch": batch}, (stage,))
+                  lambda b: module_graph(args.module, args.config, b, size.height, size.width, size.frames),
+                  1, batch)
+    knobs = {"config": args.config, "batch": batch}
+    knobs.update({k: v for k, v in (("height", size.height), ("width", size.width), ("frames", size.frames))
+                  if v is not None})
+    return Pipeline(args.module, knobs, (stage,))
 
 
 def cmd_describe(args) -> None:
@@ -163,11 +175,11 @@ def parser() -> Parser:
     v.set_defaults(run=cmd_devices)
     d = sub.add_parser("describe", help="FLOPs, bytes, parameters and attention shapes of one request")
     d.add_argument("workload", nargs="?", help="a workload of the suite (see `list`)")
-    d.add_argument("--module", help="instead of a workload, a real model: diffusers:UNet2DConditionModel, "
-                   "diffusers:AutoencoderKL, transformers:CLIPTextModel, transformers:LlamaForCausalLM "
-                   "(needs torch and diffusers/transformers)")
-    d.add_argument("--config", help="with --module: a preset (sd-v1.5-unet, sd-vae-decoder, clip-vit-l14-text, "
-                   "llama2-7b) or a JSON file of constructor keywords")
+    d.add_argument("--module", help="instead of a workload, a real model: diffusers:CLASS or transformers:CLASS "
+                   "(UNet2DConditionModel, FluxTransformer2DModel, WanTransformer3DModel, AutoencoderKLWan, ...; "
+                   "a wrong one lists them; needs torch and diffusers/transformers)")
+    d.add_argument("--config", help="with --module: a preset (sd-v1.5-unet, flux.1-dev, sd3.5-large, wan2.1-t2v-14b, "
+                   "hunyuan-video, ...; a wrong one lists them) or a JSON file of constructor keywords")
     d.add_argument("--batch", type=int, help="images, videos or sequences per request")
     d.add_argument("--image-size", type=int, help="output side in pixels (square-output models)")
     d.add_argument("--height", type=int, help="output height in pixels (models with non-square outputs)")
