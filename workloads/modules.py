@@ -386,3 +386,30 @@ def module_graph(spec: str, config: str, batch: int = 1, height: int | None = No
             return lower_module(module, *with_batch(inputs, batch), **kwargs)
     finally:
         torch.set_default_dtype(default)
+
+
+PRESET_KNOBS = ("batch", "image_size", "height", "width", "frames")
+
+
+def preset_pipeline(preset: str, **knobs):
+    """A one-stage Pipeline of a module preset (a scenario's `workload: module:PRESET`), with the knobs
+    batch, image_size or height/width (pixels) and frames; unknown presets and knobs are one-line errors."""
+    from emulator.pipeline import Pipeline, Stage
+
+    if preset not in ALL_PRESETS:
+        raise UserError(f"unknown module preset {preset!r}; choose one of: {', '.join(ALL_PRESETS)}")
+    unknown = [k for k in knobs if k not in PRESET_KNOBS]
+    if unknown:
+        raise UserError(f"module:{preset} takes the knobs {', '.join(PRESET_KNOBS)}, not {unknown[0]}")
+    side = knobs.get("image_size")
+    if side is not None and (knobs.get("height") is not None or knobs.get("width") is not None):
+        raise UserError(f"module:{preset}: give image_size or height/width, not both")
+    spec = ALL_PRESETS[preset][0]
+    size = module_size(spec, knobs.get("height", side), knobs.get("width", side), knobs.get("frames"))
+    batch = knobs.get("batch") or 1
+    if not isinstance(batch, int) or batch < 1:
+        raise UserError(f"module:{preset}: batch must be a positive integer, got {batch!r}")
+    stage = Stage(preset, f"{spec} from preset {preset}, lowered on fake tensors",
+                  lambda b: module_graph(spec, preset, b, size.height, size.width, size.frames), 1, batch)
+    shown = {k: v for k, v in (("height", size.height), ("width", size.width), ("frames", size.frames)) if v}
+    return Pipeline(f"module:{preset}", {"batch": batch, **shown}, (stage,))

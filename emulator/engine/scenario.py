@@ -7,6 +7,12 @@ groups, which stages each serves, the router), the traffic classes, the
 scheduling policies to compare, the seed, the horizon and the outputs. Every
 defect a user can make ends in one line naming the key and the problem.
 
+A traffic class's workload is a workload of the suite (`list`) or
+`module:PRESET`, one call per request of a real model lowered from a module
+preset (workloads.modules: flux.1-dev, wan2.1-t2v-14b, hunyuan-video-vae,
+...), whose knobs are batch, image_size or height/width (pixels) and frames:
+`workload: module:wan2.1-t2v-1.3b, knobs: {height: 480, width: 832, frames: 81}`.
+
 The input boundary: `read_yaml` refuses alias bombs and deep nesting while
 composing, before any value is built; names that become folders must be one
 safe path component; `check_seed` is the one rule for a seed, from a file or a
@@ -43,11 +49,29 @@ class Arrival:
 @dataclass(frozen=True)
 class TrafficClass:
     name: str
-    workload: str
+    workload: str  # a workload of the suite, or "module:PRESET": one call of a real model's module preset
     arrival: Arrival
     knobs: dict[str, int | bool | str] = field(default_factory=dict)  # image_size, frames, steps, ...
     slo_s: float | None = field(default=None, metadata={"above": 0})
     max_requests: int | None = field(default=None, metadata={"min": 1})  # stop arriving after this many
+
+    @property
+    def module_preset(self) -> str | None:
+        """PRESET of `workload: module:PRESET` (workloads.modules), else None."""
+        return self.workload.removeprefix(MODULE_PREFIX) if self.workload.startswith(MODULE_PREFIX) else None
+
+    def pipeline(self):
+        """The Pipeline of one request of this class."""
+        if self.module_preset is not None:
+            from workloads.modules import preset_pipeline
+
+            return preset_pipeline(self.module_preset, **self.knobs)
+        from workloads import build
+
+        return build(self.workload, **self.knobs)
+
+
+MODULE_PREFIX = "module:"
 
 
 @dataclass(frozen=True)
@@ -212,6 +236,22 @@ def check_arrival(s: Scenario, t: TrafficClass, where: str) -> int:
 def check_knobs(t: TrafficClass, where: str) -> None:
     from workloads import get
 
+    if t.module_preset is not None:  # preset and knobs checked without building the model
+        from workloads.modules import ALL_PRESETS, PRESET_KNOBS, module_size
+
+        if t.module_preset not in ALL_PRESETS:
+            fail(f"{where}.workload", f"unknown module preset {excerpt(t.module_preset)}; choose one of: "
+                                      f"{', '.join(ALL_PRESETS)}")
+        unknown = [k for k in t.knobs if k not in PRESET_KNOBS]
+        if unknown:
+            fail(f"{where}.knobs", f"unknown knob {excerpt(unknown[0])}; a module preset takes {', '.join(PRESET_KNOBS)}")
+        side = t.knobs.get("image_size")
+        try:
+            module_size(ALL_PRESETS[t.module_preset][0], t.knobs.get("height", side), t.knobs.get("width", side),
+                        t.knobs.get("frames"))
+        except UserError as e:
+            fail(f"{where}.knobs", str(e).replace("--", ""))
+        return
     try:
         get(t.workload).config(**t.knobs)
     except UserError as e:
@@ -246,11 +286,10 @@ def check_devices(s: Scenario) -> list:
 def check_work(s: Scenario, trace_rows: list[int], models: list) -> None:
     """Refuses a scenario whose estimated engine events per policy exceed limits.max_events."""
     from emulator.engine.arrivals import expected_requests
-    from workloads import build
 
     parts = []
     for i, t in enumerate(s.traffic):
-        stages = build(t.workload, **t.knobs).stages
+        stages = t.pipeline().stages
         calls = sum(st.calls for st in stages)
         n = expected_requests(t.arrival, s.horizon_s, t.max_requests, trace_rows[i],
                               lambda stages=stages: request_lower_bound_s(stages, models, runtime(s.runtime)))
