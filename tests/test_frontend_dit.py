@@ -69,15 +69,17 @@ def test_causal_comes_from_a_triangular_mask_or_is_causal():
             square = keys & keys.transpose(-1, -2)  # [1, 1, 8, 8]: padding, squared
             pos = torch.arange(8)
             triangle = pos[None, :] <= pos[:, None]  # [8, 8]: key position <= query position
+            x, y = torch.meshgrid(pos // 4, pos // 4, indexing="xy")  # frames of 4 tokens (HunyuanVideo's VAE)
             return (f.scaled_dot_product_attention(q, q, q, attn_mask=keys),
                     f.scaled_dot_product_attention(q, q, q, attn_mask=square),
                     f.scaled_dot_product_attention(q, q, q, attn_mask=triangle),
                     f.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(8, 8, dtype=torch.bool).tril()),
+                    f.scaled_dot_product_attention(q, q, q, attn_mask=x <= y),
                     f.scaled_dot_product_attention(q, q, q, is_causal=True))
 
     with torch.inference_mode():
         g = lower_module(Block(), torch.randn(1, 2, 8, 4), torch.ones(1, 8))
-    assert [op.shape.causal for op in g.attention_ops] == [False, False, True, True, True]
+    assert [op.shape.causal for op in g.attention_ops] == [False, False, True, True, True, True]
 
 
 def test_wan_patch_embedding_uses_the_real_output_size():

@@ -234,11 +234,13 @@ class Recorder:
 
     def mark_triangular(self, base: str, inputs, outputs) -> None:
         """Tag the outputs of tril/triu, of a comparison of query positions [.., L, 1] with key positions
-        [.., 1, L] (how transformers builds a causal mask), and of anything computed from such a tensor."""
+        [.., 1, L] (how transformers builds a causal mask; or their meshgrid, HunyuanVideo's VAE's
+        frame-causal mask), and of anything computed from such a tensor."""
         tagged = any(t in self.triangular for t in inputs) or base in ("tril", "triu")
         if base in COMPARES and len(inputs) == 2 and min(t.dim() for t in inputs) >= 2:
             a, b = inputs
-            tagged |= (a.shape[-1] == 1 and b.shape[-2] == 1) or (a.shape[-2] == 1 and b.shape[-1] == 1)
+            flat = lambda t, d: t.shape[d] == 1 or t.stride(d) == 0  # broadcast along d (meshgrid's expand)
+            tagged |= (flat(a, -1) and flat(b, -2)) or (flat(a, -2) and flat(b, -1))
         if tagged:
             for o in outputs:
                 self.triangular[o] = True
