@@ -218,10 +218,16 @@ def h100_public_linear(data_dir: Path | None, framework: str) -> Curve:
     return Curve(**kind_entry("linear", kinds["linear"], catalog_device("h100-sxm"), "")["curve"])
 
 
+def measured(path: Path) -> bool:
+    """Whether a profile is a measurement of its device (a derived one is rebuilt by `calibration derive`)."""
+    return load_profile(path)["provenance"]["source"] == "measured"
+
+
 def import_and_write(system: str, framework: str | None, data_dir: Path | None, out: Path | None) -> list[Path]:
     """Write the profile of `system` (every known system for 'all') and return the files written."""
     written = []
-    for name in (SYSTEMS if system == "all" else [system]):
+    # The H100 first: every other system's missing kinds are its own profile's, reconciled with its tables.
+    for name in (sorted(SYSTEMS, key=lambda n: n != "h100_sxm") if system == "all" else [system]):
         path = out if (out is not None and system != "all") else (out or PROFILES) / SYSTEMS[name][1]
         if system == "all" and out is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +235,7 @@ def import_and_write(system: str, framework: str | None, data_dir: Path | None, 
         write(path, profile)
         written.append(path)
         own = PROFILES / catalog().get(SYSTEMS[name][0]).profile
-        if system == "all" and out is None and own != path and own.is_file():  # the device's own profile
+        if system == "all" and out is None and own != path and own.is_file() and measured(own):
             merged = add_public_attention(load_profile(own), profile, f"calibration/profiles/{path.name}")
             write(own, declare_launch_excess(merged, profile))
             written.append(own)

@@ -31,7 +31,7 @@ def scaled_kinds(measured_h100: dict, target_linear: Curve, h100_linear: Curve, 
     """Profile entries for the kinds of `measured_h100` (a loaded profile) that `present` lacks."""
     entries = {}
     for kind, entry in sorted(measured_h100["kinds"].items()):
-        if kind in present:
+        if kind in present or "source" in entry:  # the target has it, or the H100 did not measure it itself
             continue
         shapes = [shape_from_json(kind, p["shape"]) for p in entry["points"]]
         seconds = [t * ratio(kind, s, dtype, target_linear, h100_linear, target, h100)

@@ -54,8 +54,8 @@ def transfer(target_name: str) -> dict:
     target, source = catalog_device(target_name), catalog_device(SOURCE_DEVICE)
     measured = load_profile(SOURCE_PROFILE)
     dtype = measured["dtype"]
-    kinds = {kind: transferred_entry(kind, entry, dtype, target, source)
-             for kind, entry in sorted(measured["kinds"].items())}
+    kinds = {kind: transferred_entry(kind, entry, dtype, target, source)  # what the H100 measured itself:
+             for kind, entry in sorted(measured["kinds"].items()) if "source" not in entry}  # no imported library
     provenance = {"source": "derived", "method": f"python -m calibration transfer --device {target_name}",
                   "description": "calibration/transfer.py: the measured H100's kernels at their attained "
                                  "efficiency, scaled to this device's datasheet peaks and bandwidth",

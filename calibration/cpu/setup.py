@@ -16,7 +16,8 @@ from calibration.setup import Limits
 from calibration.timers import CpuClock
 from emulator.cost.predictor import DEFAULT_FEATURES
 
-FEATURES = {"conv2d": "conv-per-image", "conv1d": "conv-per-image", "conv3d": "conv3d-per-frame"}
+FEATURES = {"conv2d": "conv-per-image", "conv1d": "conv-per-image", "conv3d": "conv3d-per-frame",
+            "linear": "linear-fused-bias"}  # oneDNN adds a bias inside the GEMM at no cost of its own
 
 
 class CpuSetup:
