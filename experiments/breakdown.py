@@ -22,7 +22,7 @@ from experiments.common import (
     save,
     write_csv,
 )
-from workloads import WORKLOADS, build
+from workloads import STUDY_SUITE, build
 
 NAME = "breakdown"
 TITLE = "Operator time breakdown, baseline vs flash attention"
@@ -34,7 +34,7 @@ PARTS = (*CATEGORIES, "host idle")
 
 def run(device: str, out: Path) -> Result:
     rows, speedups = [], []
-    for name in WORKLOADS:
+    for name in STUDY_SUITE:
         p = build(name)
         t = {a: request_time(p, model(device, a)) for a in ATTENTIONS}
         base = t["baseline"].seconds
@@ -55,7 +55,7 @@ def run(device: str, out: Path) -> Result:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(13, 5.5))
     colors = plt.get_cmap("tab20")
-    names = list(WORKLOADS)
+    names = list(STUDY_SUITE)
     for j, a in enumerate(ATTENTIONS):
         bottom = [0.0] * len(names)
         xs = [i + (j - 0.5) * 0.4 for i in range(len(names))]

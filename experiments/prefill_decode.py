@@ -18,7 +18,7 @@ import numpy as np
 from emulator.ops import Op
 from emulator.shapes import Attention
 from experiments.common import Result, model, pyplot, save, write_csv
-from workloads import WORKLOADS, build
+from workloads import STUDY_SUITE, build
 
 NAME = "prefill-decode"
 TITLE = "Flash attention speedup by query and key length"
@@ -31,7 +31,7 @@ HEADS, HEAD_DIM = 16, 64
 
 def model_calls() -> list[dict]:
     rows = []
-    for name in WORKLOADS:
+    for name in STUDY_SUITE:
         for stage in build(name).stages:
             counts = Counter()
             for call in {0, stage.calls - 1}:
@@ -64,7 +64,7 @@ def run(device: str, out: Path) -> Result:
                        grid, cmap="viridis", shading="flat")
     fig.colorbar(im, ax=ax, label="speedup of flash over baseline (x)")
     markers = "os^vD<>p"
-    for i, name in enumerate(WORKLOADS):
+    for i, name in enumerate(STUDY_SUITE):
         pts = [c for c in calls if c["workload"] == name]
         ax.scatter([np.log2(c["kv_len"]) for c in pts], [np.log2(c["q_len"]) for c in pts], marker=markers[i],
                    facecolors="none", edgecolors="white", s=40, lw=1.2)

@@ -16,7 +16,7 @@ import numpy as np
 
 from emulator.cost import stage_time
 from experiments.common import Result, model, pyplot, request_time, save, write_csv
-from workloads import WORKLOADS, build
+from workloads import STUDY_SUITE, build
 
 NAME = "roofline"
 TITLE = "The suite on the device roofline"
@@ -30,7 +30,7 @@ def run(device: str, out: Path, batches=BATCHES) -> Result:
     dev = cost.device
     peak, bandwidth = dev.matmul_flops_per_s("fp16"), dev.bytes_per_s
     rows = []
-    for name in WORKLOADS:
+    for name in STUDY_SUITE:
         for batch in batches:
             p = build(name, batch=batch)
             param_bytes = sum({s.weights: s.graph().totals.weight_bytes for s in p.stages}.values())
@@ -53,7 +53,7 @@ def run(device: str, out: Path, batches=BATCHES) -> Result:
     x = np.logspace(np.log10(min(xs)) - 0.5, np.log10(max(xs)) + 0.5, 200)
     ax.plot(x, np.minimum(peak, x * bandwidth) / 1e12, "k-", lw=2, label=f"{dev.name} roof")
     colors = plt.get_cmap("tab10")
-    for i, name in enumerate(WORKLOADS):
+    for i, name in enumerate(STUDY_SUITE):
         for scope_kind, marker, fill in (("request", "o", True), ("call", "s", False)):
             pts = [r for r in rows if r["workload"] == name and (r["scope"] == "request") == (scope_kind == "request")]
             ax.plot([r["intensity_flops_per_byte"] for r in pts], [r["attained_tflops"] for r in pts],

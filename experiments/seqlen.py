@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from experiments.common import Result, pyplot, save, write_csv
-from workloads import WORKLOADS, build
+from workloads import STUDY_SUITE, build
 
 NAME = "seqlen"
 TITLE = "Attention sequence length over one inference period"
@@ -47,13 +47,13 @@ def sd_histogram() -> list[dict]:
 
 
 def run(device: str, out: Path) -> Result:
-    rows = [r for name in WORKLOADS for r in period(name)]
+    rows = [r for name in STUDY_SUITE for r in period(name)]
     hist = sd_histogram()
     csvs = [write_csv(out / f"{NAME}.csv", COLUMNS, rows), write_csv(out / f"{NAME}-sd-histogram.csv",
                                                                      HIST_COLUMNS, hist)]
     plt = pyplot()
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
-    for ax, name in zip(axes.flat, WORKLOADS):
+    for ax, name in zip(axes.flat, STUDY_SUITE):
         pts = [r for r in rows if r["workload"] == name]
         decode = pts[0]["q_len"] == 1 and len(pts) > 1 and pts[-1]["kv_len"] > pts[0]["kv_len"]
         ys = [r["kv_len"] if decode else r["q_len"] for r in pts]

@@ -24,7 +24,7 @@ from experiments.common import (
     save,
     write_csv,
 )
-from workloads import WORKLOADS, build
+from workloads import STUDY_SUITE, build, get
 
 NAME = "taxonomy"
 TITLE = "Taxonomy of the suite (Table I)"
@@ -46,8 +46,8 @@ def run(device: str, out: Path) -> Result:
     dev = cost.device
     ridge = dev.matmul_flops_per_s("fp16") / dev.bytes_per_s
     rows = []
-    for name, w in WORKLOADS.items():
-        p = build(name)
+    for name in STUDY_SUITE:
+        w, p = get(name), build(name)
         flops = p.request_totals().flops
         param_bytes = sum({s.weights: s.graph().totals.weight_bytes for s in p.stages}.values())
         seconds = request_time(p, cost).seconds

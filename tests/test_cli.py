@@ -8,6 +8,7 @@ import pytest
 
 from emulator.cli import main
 from tests.test_suite import STUDY
+from workloads import WORKLOADS
 
 
 def run(*args):
@@ -17,7 +18,8 @@ def run(*args):
 def test_list_prints_every_workload(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == STUDY
+    assert [line.split()[0] for line in out] == list(WORKLOADS)
+    assert [line.split()[0] for line in out][:len(STUDY)] == STUDY  # the study's suite first
 
 
 def test_describe_json_has_the_documented_keys(capsys):

@@ -12,8 +12,13 @@ def variants(graph):
     return {op.shape.variant for op in graph.attention_ops}
 
 
-def test_registry_holds_the_study_suite():
-    assert list(workloads.WORKLOADS) == STUDY
+IMAGE_DITS = ["flux1-dev", "flux1-schnell", "sd3.5-large", "sd3.5-medium", "pixart-sigma"]
+VIDEO_DITS = ["cogvideox-5b", "hunyuanvideo", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "ltx-video"]
+
+
+def test_registry_holds_the_study_suite_then_the_dits():
+    assert list(workloads.STUDY_SUITE) == STUDY
+    assert list(workloads.WORKLOADS) == STUDY + IMAGE_DITS + VIDEO_DITS
 
 
 @pytest.mark.parametrize("name", STUDY)

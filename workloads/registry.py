@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.errors import UserError, excerpt
+from emulator.errors import UserError, clip, excerpt
 from emulator.pipeline import Pipeline
 from workloads import image_dits, imagen, llama2, make_a_video, muse, parti, phenaki, prod_image, stable_diffusion
 from workloads import video_dits
@@ -25,9 +25,16 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
+# The characterization study's suite (its experiments reproduce its figures over these), in its order.
+STUDY_SUITE: tuple[str, ...] = (llama2.WORKLOAD.name, imagen.WORKLOAD.name, stable_diffusion.WORKLOAD.name,
+                                muse.WORKLOAD.name, parti.WORKLOAD.name, prod_image.WORKLOAD.name,
+                                make_a_video.WORKLOAD.name, phenaki.WORKLOAD.name)
+
+
 def get(name: str) -> Workload:
     if name not in WORKLOADS:
-        raise UserError(f"unknown workload {excerpt(name)}; choose one of: {', '.join(WORKLOADS)}")
+        raise UserError(f"unknown workload {excerpt(name)}; `python -m emulator list` lists them "
+                        f"({clip(', '.join(WORKLOADS), 60)})")
     return WORKLOADS[name]
 
 

@@ -57,7 +57,7 @@ class Context:
         for i, t in enumerate(s.traffic):
             key = f"{t.workload}:{json.dumps(t.knobs, sort_keys=True)}"
             if key not in pipelines:
-                pipelines[key] = build(t.workload, **t.knobs)
+                pipelines[key] = t.pipeline()
             p = pipelines[key]
             loop = max(p.stages, key=lambda st: st.calls)
             seq = max((op.shape.q_len for op in loop.graph(loop.batch).attention_ops), default=0)
