@@ -8,6 +8,9 @@ in this order and writes `report.md`.
 from experiments import (
     breakdown,
     device_choice,
+    dit_attention_share,
+    dit_breakdown,
+    dit_memory,
     fsdp_training,
     image_size,
     memory,
@@ -19,4 +22,5 @@ from experiments import (
 )
 
 EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
-                                   temporal, fsdp_training, device_choice)}
+                                   temporal, fsdp_training, device_choice, dit_breakdown, dit_attention_share,
+                                   dit_memory)}
