@@ -65,6 +65,7 @@ WEIGHT_FLOOR = 1e-3  # squared log-distance added before inverting, so no neighb
 CLIP = math.log(1.25)
 SPACING_QUANTILE = 0.95
 LONE_POINT_SPACING = math.log(2.0)  # a kind measured at one shape trusts it within a factor of 2
+SPACING_BLOCK = 512  # rows of the pairwise-distance matrix held at once: profiles have thousands of points
 
 
 def _conv(s) -> tuple:
@@ -361,9 +362,13 @@ def spacing(xs: np.ndarray) -> float:
     """The SPACING_QUANTILE of the distances from each point of xs [N, D] to its nearest other point."""
     if len(xs) < 2:
         return LONE_POINT_SPACING
-    d2 = ((xs[:, None, :] - xs[None, :, :]) ** 2).sum(axis=2)  # [N, N]
-    np.fill_diagonal(d2, np.inf)
-    nearest = np.sqrt(d2.min(axis=1))  # [N]
+    norms = (xs**2).sum(axis=1)  # [N]
+    nearest = np.empty(len(xs))  # [N]
+    for start in range(0, len(xs), SPACING_BLOCK):  # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, a block of rows at a time
+        block = xs[start:start + SPACING_BLOCK]  # [b, D]
+        d2 = norms[start:start + SPACING_BLOCK, None] + norms[None, :] - 2.0 * block @ xs.T  # [b, N]
+        d2[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf  # not a point's own distance
+        nearest[start:start + len(block)] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
     return max(float(np.quantile(nearest, SPACING_QUANTILE)), 1e-6)
 
 
