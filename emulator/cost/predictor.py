@@ -368,7 +368,8 @@ def spacing(xs: np.ndarray) -> float:
         block = xs[start:start + SPACING_BLOCK]  # [b, D]
         d2 = norms[start:start + SPACING_BLOCK, None] + norms[None, :] - 2.0 * block @ xs.T  # [b, N]
         d2[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf  # not a point's own distance
-        nearest[start:start + len(block)] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        other = xs[d2.argmin(axis=1)]  # [b, D] the nearest other point; its distance exactly, without the
+        nearest[start:start + len(block)] = np.sqrt(((block - other) ** 2).sum(axis=1))  # expansion's rounding
     return max(float(np.quantile(nearest, SPACING_QUANTILE)), 1e-6)
 
 
