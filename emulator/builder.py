@@ -20,6 +20,7 @@ from emulator.graph import OpGraph
 from emulator.ops import Op
 from emulator.shapes import (
     Attention,
+    Collective,
     Conv,
     Elementwise,
     Embedding,
@@ -189,3 +190,21 @@ class GraphBuilder:
     def rearrange(self, name: str, x: Tensor, *shape: int) -> Tensor:
         """A permutation that must be made contiguous: one copy of x, viewed as `shape`."""
         return self.elementwise(name, "copy", x).view(*shape)
+
+    def collective(self, name: str, op: str, x: Tensor, ranks: int, dim: int = 0, cross_node: bool = False) -> Tensor:
+        """An NCCL collective over `ranks` GPUs on this rank's tensor x; returns this rank's result.
+
+        all_gather concatenates along `dim` (x[.., n, ..] -> [.., ranks*n, ..]),
+        reduce_scatter splits along it (x[.., ranks*n, ..] -> [.., n, ..]);
+        all_reduce, all_to_all and send_recv keep x's shape. The shape's message
+        is the whole buffer as NCCL counts it (see `Collective`).
+        """
+        out = list(x.shape)
+        if op == "all_gather":
+            out[dim] *= ranks
+        elif op == "reduce_scatter":
+            if out[dim] % ranks:
+                raise ValueError(f"{name}: dim {dim} of {x.shape} does not split over {ranks} ranks")
+            out[dim] //= ranks
+        message = prod(out) if op == "all_gather" else x.numel
+        return self.add(name, Collective(op, message, ranks, cross_node), (x,), tuple(out))

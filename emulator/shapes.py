@@ -43,6 +43,7 @@ ELEMENTWISE_FLOPS_PER_ELEMENT = {
 }
 
 ATTENTION_VARIANTS = ("self", "cross", "spatial", "temporal", "causal")
+COLLECTIVE_OPS = ("all_gather", "all_reduce", "reduce_scatter", "all_to_all", "send_recv")
 NORM_KINDS = tuple(NORM_FLOPS_PER_ELEMENT)
 RESAMPLE_KINDS = ("up", "down")
 
@@ -443,4 +444,72 @@ class Embedding:
         return self.tokens * self.dim
 
 
-Shape = Linear | Matmul | Conv | Attention | Norm | Softmax | Elementwise | Resample | Embedding
+@dataclass(frozen=True)
+class Collective:
+    """A collective over a group of `ranks` GPUs (NCCL), seen from one rank.
+
+    `elements` is the message as NCCL (and nccl-tests, and aiconfigurator's
+    tables) counts it: the whole buffer, not a rank's share. all_reduce: the
+    buffer every rank holds (in = out); all_gather: the gathered output, P x
+    each rank's input; reduce_scatter: the input before scattering, P x each
+    rank's output; all_to_all: each rank's send buffer (= its receive buffer);
+    send_recv: the buffer sent from one rank to the other (ranks = 2). Bytes
+    follow from the op's dtype like every shape's. `cross_node`: the group
+    spans more than one node (the link is the network, not NVLink).
+
+    FLOPs are 0: all_reduce and reduce_scatter add (P-1)/P x elements per rank,
+    a vector op many times faster than moving those elements over a link.
+    `link_elements`: what one rank sends over its link in a ring (bandwidth-
+    optimal) algorithm: all_reduce 2(P-1)/P x elements (reduce-scatter then
+    all-gather), all_gather / reduce_scatter / all_to_all (P-1)/P x elements,
+    send_recv the whole buffer.
+    """
+
+    op: str
+    elements: int
+    ranks: int
+    cross_node: bool = False
+
+    kind = "collective"
+    category = "Communication"
+
+    def __post_init__(self) -> None:
+        if self.op not in COLLECTIVE_OPS:
+            raise ValueError(f"collective {self.op!r} not in {COLLECTIVE_OPS}")
+        _positive(elements=self.elements, ranks=self.ranks)
+        if self.ranks < 2:
+            raise ValueError(f"a collective needs at least 2 ranks, got {self.ranks}")
+        if self.op == "send_recv" and self.ranks != 2:
+            raise ValueError(f"send_recv is between 2 ranks, got {self.ranks}")
+        if self.op in ("all_gather", "reduce_scatter", "all_to_all") and self.elements % self.ranks:
+            raise ValueError(f"{self.op}: {self.elements} elements do not split over {self.ranks} ranks")
+
+    mac_flops = 0
+    flops = 0
+    weight_elements = 0
+
+    @property
+    def shard_elements(self) -> int:
+        """One rank's share of the buffer (all_gather's input, reduce_scatter's output)."""
+        return self.elements // self.ranks
+
+    @property
+    def input_elements(self) -> int:
+        return self.shard_elements if self.op == "all_gather" else self.elements
+
+    @property
+    def output_elements(self) -> int:
+        return self.shard_elements if self.op == "reduce_scatter" else self.elements
+
+    @property
+    def link_elements(self) -> int:
+        """Elements one rank sends over its link (ring formulas; all_reduce rounded down)."""
+        p = self.ranks
+        if self.op == "send_recv":
+            return self.elements
+        if self.op == "all_reduce":
+            return 2 * (p - 1) * self.elements // p
+        return (p - 1) * self.shard_elements
+
+
+Shape = Linear | Matmul | Conv | Attention | Norm | Softmax | Elementwise | Resample | Embedding | Collective
