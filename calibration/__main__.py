@@ -1,4 +1,4 @@
-"""`python -m calibration run | report | convert | derive | import-public | validate | concurrency`: measure, check and derive kernel-cost profiles."""
+"""`python -m calibration run | report | convert | derive | import-public | import-collectives | validate | concurrency`: measure, check and derive kernel-cost profiles."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def add_validate(sub) -> None:
     ip.add_argument("--data-dir", type=Path, help="the wheel's aiconfigurator_core/systems/data (default: installed)")
     ip.add_argument("--out", type=Path, help="profile file to write (a folder with --system all; default: "
                     "calibration/profiles/<the device's file>)")
+
+    ic = sub.add_parser("import-collectives", help="a GPU's NCCL collective latencies from aiconfigurator's "
+                        "measured tables (needs the `public` extra)")
+    ic.add_argument("--system", required=True, help="aiconfigurator system (h100_sxm, b200_sxm, ...) or all")
+    ic.add_argument("--data-dir", type=Path, help="the wheel's aiconfigurator_core/systems/data (default: installed)")
+    ic.add_argument("--out", type=Path, help="folder to write <device>.json to (default: "
+                    "calibration/profiles/collectives)")
 
 
 def parser() -> Parser:
@@ -84,6 +91,17 @@ def parser() -> Parser:
     return p
 
 
+def imported(args) -> list:
+    """The files `import-public` (kernel profiles) or `import-collectives` (NCCL tables) wrote."""
+    if args.command == "import-collectives":
+        from calibration.public_collectives import import_and_write as import_collectives
+
+        return import_collectives(args.system, args.data_dir, args.out)
+    from calibration.public_import import import_and_write
+
+    return import_and_write(args.system, args.framework, args.data_dir, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
@@ -123,10 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             from calibration.convert import convert
 
             print(f"wrote {convert(args.profile, args.out)}")
-        elif args.command == "import-public":
-            from calibration.public_import import import_and_write
-
-            for path in import_and_write(args.system, args.framework, args.data_dir, args.out):
+        elif args.command in ("import-public", "import-collectives"):
+            for path in imported(args):
                 print(f"wrote {path}")
         elif args.command == "transfer":
             from calibration.transfer import transfer_and_write

@@ -32,12 +32,16 @@ class Device:
     hbm_GB: float
     l2_MB: float
     sms: int
-    nvlink_GBps: float
+    nvlink_GBps: float  # bidirectional total per GPU (half each way); 0: no NVLink
+    pcie_GBps: float  # bidirectional total of the GPU's PCIe link; 0: none
+    network_GBps: float  # the GPU's own NIC, one way (400 Gb/s InfiniBand = 50); 0: no datasheet fact
+    gpus_per_node: int  # GPUs one NVLink (or PCIe) domain joins; larger groups cross the network
     tdp_W: float
     host_us_per_op: float  # host time per graph op of eager model code (framework overhead included)
     host_us_per_kernel: float  # bare dispatch of one more kernel
     source: str
     host_source: str
+    link_source: str  # where pcie_GBps, network_GBps and gpus_per_node come from
     profile: str | None  # its shipped profile, a file in calibration/profiles/; None: costed by the roofline
 
     def matmul_flops_per_s(self, dtype: str) -> float:

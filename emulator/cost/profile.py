@@ -47,6 +47,7 @@ from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 
+from emulator.cost.collectives import collective_time
 from emulator.cost.kernels import (ATTENTION_IMPLEMENTATIONS, ATTENTION_KINDS, DEFAULT_ATTENTION, SHAPE_CLASSES,
                                    check_attention, kernel_kind, shape_class)
 from emulator.cost.predictor import FEATURE_SETS, KINDS, Curve, KindPredictor
@@ -54,7 +55,8 @@ from emulator.cost.roofline import Roofline
 from emulator.devices import catalog, device
 from emulator.errors import UserError, clip, excerpt
 from emulator.ops import DTYPE_BYTES, Op
-from emulator.shapes import Attention, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample, Softmax
+from emulator.shapes import (Attention, Collective, Conv, Elementwise, Embedding, Linear, Matmul, Norm, Resample,
+                             Softmax)
 
 SCHEMA = "genai-emulator.profile"
 VERSION = 2
@@ -287,6 +289,10 @@ class Profile:
     def _cost(self, op: Op) -> tuple[float, bool, str]:
         """(seconds, covered by the profile, time source), memoized per shape and dtype."""
         key = (op.shape, op.dtype)
+        if key not in self._memo and isinstance(op.shape, Collective):
+            # Not a kernel kind of the profile: the device's NCCL table, covered where interpolated in it.
+            seconds, source = collective_time(op, self.device)
+            self._memo[key] = (seconds, source == "measured", source)
         if key not in self._memo:
             resolved = self.implementation(op.shape) if isinstance(op.shape, Attention) else self.attention
             kind = kernel_kind(op, resolved)

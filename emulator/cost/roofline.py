@@ -5,16 +5,19 @@ peak for the op's dtype, other arithmetic at its fp32 vector peak; memory at
 its HBM bandwidth. Every fused attention implementation costs the same here;
 baseline attention is its three kernels. Optional efficiencies scale both peaks. This is an upper
 bound on speed built from datasheet facts alone; it also serves as the
-fallback of calibrated profiles outside their measured domain.
+fallback of calibrated profiles outside their measured domain. Collectives
+are no kernels of one GPU: both models cost them from the device's measured
+NCCL table where it has one (emulator/cost/collectives.py).
 """
 
 from __future__ import annotations
 
+from emulator.cost.collectives import collective_time
 from emulator.cost.kernels import (ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION, attention_of_kind,
                                    baseline_attention_kernels, check_attention, work)
 from emulator.devices import Device
 from emulator.ops import Op
-from emulator.shapes import Attention
+from emulator.shapes import Attention, Collective
 
 
 def compute_share(kind: str, shape, dtype: str, device: Device) -> float:
@@ -46,7 +49,9 @@ class Roofline:
 
     def op_time(self, op: Op, attention: str | None = None) -> float:
         """Seconds of the op's kernels; attention as `attention` (default: the model's), every fused
-        implementation alike (the datasheet knows no library)."""
+        implementation alike (the datasheet knows no library). A collective: emulator/cost/collectives.py."""
+        if isinstance(op.shape, Collective):
+            return collective_time(op, self.device)[0]
         if isinstance(op.shape, Attention) and (attention or self.attention) == "baseline":
             return sum(self.kernel_time(k) for k in baseline_attention_kernels(op))
         return self.kernel_time(op)
@@ -60,4 +65,5 @@ class Roofline:
         return False
 
     def time_source(self, op: Op) -> str:
-        return "datasheet"
+        """`datasheet`, but a collective's own source (`measured` where the device's NCCL table has it)."""
+        return collective_time(op, self.device)[1] if isinstance(op.shape, Collective) else "datasheet"
