@@ -114,7 +114,12 @@ def cmd_describe(args) -> None:
     check_work(pipeline, args.max_work)
     model = cost_model(args.device, args.attention, args.roofline)
     run_as.check(model)
-    r = report(pipeline, model, cost_source(args.device, args.roofline), run_as)
+    plan = None
+    if args.parallel:
+        from emulator.parallel.plan import parse_plan
+
+        plan = parse_plan(args.parallel, tuple(s.name for s in pipeline.stages))
+    r = report(pipeline, model, cost_source(args.device, args.roofline), run_as, plan)
     print(json.dumps(r, indent=2) if args.json else format_text(r))
 
 
@@ -201,6 +206,9 @@ def parser() -> Parser:
     d.add_argument("--roofline", action="store_true", help="cost by the device's datasheet roofline")
     d.add_argument("--runtime", default="eager", help="how the model is run: eager (the host dispatches op by op, "
                    "the default) or cuda-graphs (one graph launch per call; not on a CPU)")
+    d.add_argument("--parallel", metavar="STAGE:DEGREE=N,...", help="also cost one rank of a multi-GPU plan "
+                   "per stage, e.g. transformer:ulysses=4,cfg=2 (degrees ulysses, ring, cfg, tensor; stages "
+                   "separated by ';')")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.add_argument("--max-work", type=positive_number, default=MAX_WORK,
                    help=f"refuse requests whose costing takes more op calls (ops x calls) than this; default {MAX_WORK:g}")

@@ -133,10 +133,16 @@ def timing_summary(components: list[dict], model: CostModel, source: dict | None
 
 
 def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | None = None,
-           runtime: Runtime = EAGER) -> dict:
+           runtime: Runtime = EAGER, plan=None) -> dict:
     """The describe report; with a cost model, also the times per call, per request and per category under
-    the runtime, and with its `cost_source` where those times come from."""
+    the runtime, and with its `cost_source` where those times come from; with a parallel `plan`
+    (`emulator.parallel.Plan`, costed only with a model) also one rank's time per planned stage (`parallel`)."""
     components = [component(s, model, runtime) for s in pipeline.stages]
+    parallel = {}
+    if plan is not None and model is not None:
+        from emulator.parallel.stage import summary
+
+        parallel = {"parallel": summary(pipeline, plan, model, runtime)}
     analytic = [(s, c) for s, c in zip(pipeline.stages, components) if s.similarity_formula]
     return {
         "workload": pipeline.workload,
@@ -156,6 +162,7 @@ def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | No
         "peak_activation_bytes_baseline": max(c["peak_activation_bytes_baseline"] for c in components),
         "kv_cache_bytes": max(c["kv_cache_bytes_last"] for c in components),
         **(timing_summary(components, model, source, runtime) if model is not None else {}),
+        **parallel,
     }
 
 
@@ -237,4 +244,8 @@ def format_text(r: dict) -> str:
     lines.append(f"  peak activations: {_bytes(r['peak_activation_bytes'])} "
                  f"({_bytes(r['peak_activation_bytes_baseline'])} with baseline attention)"
                  + (f", KV cache {_bytes(r['kv_cache_bytes'])}" if r["kv_cache_bytes"] else ""))
+    if "parallel" in r:
+        from emulator.parallel.stage import summary_text
+
+        lines += summary_text(r["parallel"])
     return "\n".join(lines)
