@@ -117,8 +117,10 @@ def test_case4_a_run_says_per_device_where_its_kernel_times_come_from(work, caps
 def fake_request(i: int):
     from types import SimpleNamespace
 
-    cls = SimpleNamespace(name=f"c{i % 3}", slo_s=1.0, pipeline=SimpleNamespace(workload="w"))
-    return SimpleNamespace(id=i, cls=cls, arrival_s=float(i), first_start_s=i + 0.25, done_s=i + 0.5 + (i % 7) / 10)
+    cls = SimpleNamespace(name=f"c{i % 3}", slo_s=1.0, ttft_slo_s=None, tpot_slo_s=None, has_slo=True,
+                          tokens_out=0, pipeline=SimpleNamespace(workload="w"))
+    return SimpleNamespace(id=i, cls=cls, arrival_s=float(i), first_start_s=i + 0.25, done_s=i + 0.5 + (i % 7) / 10,
+                           first_token_s=None, last_token_s=None)
 
 
 def traced_growth(n: int) -> int:

@@ -130,7 +130,7 @@ def test_run_reports_a_bad_file_in_one_line_with_exit_code_2(tmp_path):
     assert out.stderr.strip() == f"error: {bad}: policies[1].pod_size: must be >= 1, got 0"
 
 
-@pytest.mark.parametrize("config", ["pods", "buckets", "llm-decode"])
+@pytest.mark.parametrize("config", ["pods", "buckets", "llm-decode", "llm-lengths"])
 def test_shipped_scenarios_run_and_write_their_outputs(tmp_path, config):
     out = cli("run", str(ROOT / "configs" / f"{config}.yaml"), "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr

@@ -52,7 +52,7 @@ class Cluster:
             self.groups.append(devices)
         self.devices = [d for g in self.groups for d in g]
         self._rr = [0] * len(groups)
-        self._never_fits: dict[int, str | None] = {}
+        self._never_fits: dict[int, str | None] = {}  # per RequestClass key
         for c in classes:
             for s in c.pipeline.stages:
                 if self.group_of(s.name) is None:
@@ -87,9 +87,10 @@ class Cluster:
 
     def never_fits(self, r: Request) -> str | None:
         """Why r could not run even on an empty device (the same for every request of its class)."""
-        if r.cls.index not in self._never_fits:
-            self._never_fits[r.cls.index] = self._never_fits_reason(r)
-        return self._never_fits[r.cls.index]
+        key = r.cls.key
+        if key not in self._never_fits:
+            self._never_fits[key] = self._never_fits_reason(r)
+        return self._never_fits[key]
 
     def _never_fits_reason(self, r: Request) -> str | None:
         for s in r.cls.pipeline.stages:
@@ -125,6 +126,8 @@ class Cluster:
     def stage_done(self, r: Request, device: Device) -> None:
         """r finished its current stage on `device`: next stage here, elsewhere, or done."""
         here = device.group
+        if r.stage_index == r.cls.prefill_index:  # a prefill emits the first output token
+            r.first_token_s = r.last_token_s = self.env.now
         finished = not r.next_stage()
         there = None if finished else self.group_of(r.stage.name)
         if there != here:

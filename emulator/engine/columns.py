@@ -3,6 +3,9 @@
 A policy's summary.json nests its metrics (`latency_s.p50`); tables want one
 flat, unit-suffixed name per metric. This is the one list of those names, in
 the order tables show them; the README's column table is checked against it.
+Token columns (ttft, tpot, tbt) are empty where no request has an
+autoregressive stage. `TABLE_COLUMNS` are those the printed comparison adds
+when some policy has token metrics.
 """
 
 from __future__ import annotations
@@ -18,8 +21,14 @@ METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("latency_p99_s", ("latency_s", "p99"), "99th-percentile request latency"),
     ("queueing_p50_s", ("queueing_s", "p50"), "median wait from arrival to the first stage call"),
     ("queueing_p99_s", ("queueing_s", "p99"), "99th-percentile wait from arrival to the first stage call"),
+    ("ttft_p50_s", ("ttft_s", "p50"), "median time to first token, arrival to the end of prefill (autoregressive requests)"),
+    ("ttft_p99_s", ("ttft_s", "p99"), "99th-percentile time to first token"),
+    ("tpot_p50_s", ("tpot_s", "p50"), "median time per output token after the first, per request"),
+    ("tpot_p99_s", ("tpot_s", "p99"), "99th-percentile time per output token"),
+    ("tbt_p50_s", ("tbt_s", "p50"), "median time between consecutive output tokens, over all gaps"),
+    ("tbt_p99_s", ("tbt_s", "p99"), "99th-percentile time between consecutive output tokens"),
     ("throughput_per_s", ("throughput_per_s",), "completed requests per simulated second"),
-    ("slo_attainment", ("slo_attainment",), "share of completed requests, of classes with an SLO, that met it"),
+    ("slo_attainment", ("slo_attainment",), "share of completed requests, of classes with an SLO, that met all of theirs"),
     ("device_busy_pct", ("device_busy_pct",), "mean share of time the devices ran kernels"),
     ("attained_tflops", ("attained_tflops",), "FLOPs executed per simulated second, all devices, in TFLOP/s"),
     ("hbm_util_pct_mean", ("hbm_util_pct_mean",), "bytes moved per simulated second, % of the devices' memory bandwidth"),
@@ -30,6 +39,7 @@ METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("simulated_s", ("simulated_s",), "simulated time at the end of the run"),
 )
 COLUMNS = tuple(column for column, _, _ in METRICS)
+TOKEN_TABLE = ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")  # in the printed comparison, when present
 # What identifies a policy's row in simulate's summary table, before the metrics.
 IDENTITY = ("scenario", "policy", "kind", "device", "attention", "seed")
 

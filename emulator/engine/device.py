@@ -71,7 +71,7 @@ class Device:
 
     def resident_need(self, r: Request) -> int:
         """What request r keeps here while it lives here: the KV cache of its stages in this group."""
-        key = (r.cls.index, self.group)
+        key = (r.cls.key, self.group)
         need = self._resident.get(key)
         if need is None:
             stages = self.cluster.stages_in_group(r, self.group)
@@ -113,10 +113,13 @@ class Device:
             at = batch.at = self.costs.at(batch.stage, batch.size)
             batch.seq_len = self.costs.seq_len(batch.stage)
         n = batch.calls
+        per_call = None
         if batch.stage.kv_growth:  # decode: the longest member's KV length sets each call
-            first = max(m.calls_done for m in batch.members)
-            calls = [at.step(c) for c in range(first, first + n)]
-            cost = (sum(c.seconds for c in calls), sum(c.flops for c in calls), sum(c.bytes for c in calls),
+            first = max(m.calls_done + m.kv_offset for m in batch.members)  # in the costed stage's calls
+            base = at.base
+            calls = [base.step(c) for c in range(first, first + n)]
+            per_call = [c.seconds for c in calls]
+            cost = (sum(per_call), sum(c.flops for c in calls), sum(c.bytes for c in calls),
                     sum(c.fallback_ops for c in calls))
         elif n == 1:
             cost = at.first
@@ -127,17 +130,19 @@ class Device:
         used = self.weights_bytes + self.reserved_bytes + self.running_bytes
         if used > self.peak_bytes:
             self._check()
-        return cost[0], (cost, used, self.env.now)
+        return cost[0], (cost, used, self.env.now, per_call)
 
     def end(self, batch: Batch, started) -> None:
-        """The calls of `batch` ended: record them and advance its members."""
-        (_seconds, flops, moved, fallback), used, start = started
+        """The calls of `batch` ended: record them (and the tokens a decode emitted) and advance its members."""
+        (_seconds, flops, moved, fallback), used, start, per_call = started
         now = self.env.now
         members = batch.members
         self.running_bytes -= batch.at.activation_bytes
         metrics = self.cluster.metrics
         metrics.work(self, start, now, flops, moved, now - start, used, batch.seq_len, len(members))
         metrics.call(self, start, now, batch.stage.name, members, fallback, batch.calls)
+        if per_call is not None:
+            metrics.tokens(members, start, per_call, now)
         done = self.policy.advance(batch, start)
         if done:
             self.policy.ended(done)

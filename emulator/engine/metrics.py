@@ -12,6 +12,18 @@ sums, equal to numpy's up to rounding. Each device accumulates its current
 time bin (busy time, FLOPs, bytes, peak memory, time-weighted sequence length
 and running requests) and writes the bin's row once its calls have moved past
 it.
+
+Token metrics, for requests of an autoregressive (KV-growing) stage: the
+first output token comes out at the end of the prefill (or, without one, of
+the first decode call), each decode call emits one more. TTFT is arrival to
+the first token; TPOT is (last token - first token) / (output tokens - 1),
+for LLaMA (done - first token) / (output tokens - 1); the time between tokens
+is every gap between consecutive tokens of a request (a decode call run back
+to back with others ends at its own time within the run), summarized over all
+gaps of all requests. Other requests leave these blank in requests.csv and out
+of the summaries (None when no request has them). A class's SLOs (end to end,
+TTFT, TPOT, whichever it sets) are met when all are; the attainment counts
+completed requests of classes with any SLO.
 """
 
 from __future__ import annotations
@@ -26,8 +38,9 @@ import numpy as np
 from emulator.engine.trace import TraceWriter
 
 GB = 1e9
-REQUEST_COLUMNS = ("id", "class", "workload", "status", "arrival_s", "first_start_s", "done_s", "latency_s",
-                   "queueing_s", "slo_s", "slo_met", "reason")
+REQUEST_COLUMNS = ("id", "class", "workload", "prompt_tokens", "output_tokens", "status", "arrival_s",
+                   "first_start_s", "done_s", "latency_s", "queueing_s", "ttft_s", "tpot_s", "slo_s", "slo_met",
+                   "reason")
 SERIES_COLUMNS = ("time_s", "device", "busy_pct", "tflops", "hbm_util_pct", "memory_GB", "capacity_GB",
                   "seq_len", "running", "queued")
 
@@ -138,6 +151,24 @@ def distribution(spill: Spill) -> dict:
     return {"p50": p50, "p90": p90, "p99": p99, "mean": mean}
 
 
+def token_times(r) -> tuple[float | None, float | None]:
+    """(TTFT, TPOT) of a request: TTFT once its first token is out, TPOT once it is done and emitted two or
+    more; None where not (and for requests without an autoregressive stage)."""
+    first = r.first_token_s
+    if first is None:
+        return None, None
+    n = r.cls.tokens_out
+    tpot = (r.last_token_s - first) / (n - 1) if r.done_s is not None and n > 1 else None
+    return first - r.arrival_s, tpot
+
+
+def slo_met(c, latency: float, ttft: float | None, tpot: float | None) -> bool:
+    """Whether a done request met every SLO its class sets (a token SLO without its measure is not met)."""
+    return ((c.slo_s is None or latency <= c.slo_s)
+            and (c.ttft_slo_s is None or (ttft is not None and ttft <= c.ttft_slo_s))
+            and (c.tpot_slo_s is None or (tpot is not None and tpot <= c.tpot_slo_s)))
+
+
 class DeviceSeries:
     """One device's totals and its open time bin."""
 
@@ -160,6 +191,7 @@ class Metrics:
         self.out_dir = out_dir
         self.n_arrived = self.n_completed = self.n_rejected = self.calls = self.steps = 0
         self.latency, self.queueing = Spill(), Spill()
+        self.ttft, self.tpot, self.tbt = Spill(), Spill(), Spill()
         self.slo_total = self.slo_met = 0
         self.per_class: dict[str, Spill] = {}
         self.reasons: dict[str, int] = {}
@@ -205,20 +237,50 @@ class Metrics:
         if per_class is None:
             per_class = self.per_class[r.cls.name] = Spill()
         per_class.append(latency)
-        if r.cls.slo_s is not None:
+        ttft, tpot = token_times(r)
+        if ttft is not None:
+            self.ttft.append(ttft)
+        if tpot is not None:
+            self.tpot.append(tpot)
+        if r.cls.has_slo:
             self.slo_total += 1
-            self.slo_met += latency <= r.cls.slo_s
+            self.slo_met += slo_met(r.cls, latency, ttft, tpot)
         self._row(r, "completed", "")
+
+    def tokens(self, members: list, start_s: float, per_call: list[float] | None, end_s: float) -> None:
+        """Each member in its decode stage emitted a token at the end of each call: calls of `per_call` seconds
+        back to back from start_s to end_s (None: one call, ending at end_s)."""
+        ends = [end_s]
+        if per_call is not None and len(per_call) > 1:
+            ends, t = [], start_s
+            for seconds in per_call[:-1]:
+                t += seconds
+                ends.append(t)
+            ends.append(end_s)
+        gaps = self.tbt
+        for r in members:
+            if r.stage_index != r.cls.decode_index:
+                continue
+            last = r.last_token_s
+            for t in ends:
+                if last is None:
+                    r.first_token_s = t
+                else:
+                    gaps.append(t - last)
+                last = t
+            r.last_token_s = last
 
     def _row(self, r, status: str, reason: str) -> None:
         if self._requests is None:
             return
         latency = r.done_s - r.arrival_s if r.done_s is not None else None
         queueing = r.first_start_s - r.arrival_s if r.first_start_s is not None else None
-        slo = r.cls.slo_s
-        self._requests.writerow((r.id, r.cls.name, r.cls.pipeline.workload, status, r.arrival_s, r.first_start_s,
-                                 r.done_s, latency, queueing, slo,
-                                 "" if slo is None or latency is None else latency <= slo, reason))
+        ttft, tpot = token_times(r)
+        c = r.cls
+        met = "" if not c.has_slo or latency is None else slo_met(c, latency, ttft, tpot)
+        self._requests.writerow((r.id, c.name, c.pipeline.workload, c.prompt_tokens, c.output_tokens, status,
+                                 r.arrival_s, r.first_start_s, r.done_s, latency, queueing, ttft, tpot, c.slo_s, met,
+                                 reason))
 
     # -- devices --------------------------------------------------------------------------------------
 
@@ -314,7 +376,7 @@ class Metrics:
     def close(self) -> None:
         """Close every file, the spills too: after `summary`, or when the run failed."""
         self.close_outputs()
-        for spill in (self.latency, self.queueing, *self.per_class.values()):
+        for spill in (self.latency, self.queueing, self.ttft, self.tpot, self.tbt, *self.per_class.values()):
             spill.close()
 
     def summary(self, end_s: float) -> dict:
@@ -328,6 +390,9 @@ class Metrics:
             "rejections": dict(sorted(self.reasons.items())),
             "latency_s": distribution(self.latency),
             "queueing_s": distribution(self.queueing),
+            "ttft_s": distribution(self.ttft),  # time to first token (autoregressive requests)
+            "tpot_s": distribution(self.tpot),  # time per output token after the first
+            "tbt_s": distribution(self.tbt),  # time between consecutive tokens, over all gaps
             "latency_s_by_class": {k: distribution(v) for k, v in sorted(self.per_class.items())},
             "throughput_per_s": self.n_completed / span,
             "slo_attainment": self.slo_met / self.slo_total if self.slo_total else None,

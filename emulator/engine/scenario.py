@@ -12,6 +12,11 @@ A traffic class's workload is a workload of the suite (`list`) or
 preset (workloads.modules: flux.1-dev, wan2.1-t2v-14b, hunyuan-video-vae,
 ...), whose knobs are batch, image_size or height/width (pixels) and frames:
 `workload: module:wan2.1-t2v-1.3b, knobs: {height: 480, width: 832, frames: 81}`.
+A class may draw each request's prompt and output lengths from distributions
+(`lengths`, `emulator.engine.lengths`) or take them from a trace's
+prompt_tokens and output_tokens columns, and may set SLOs on time to first
+token and time per output token (`ttft_slo_s`, `tpot_slo_s`) when its
+workload has an autoregressive (KV-growing) stage.
 
 The input boundary: `read_yaml` refuses alias bombs and deep nesting while
 composing, before any value is built; names that become folders must be one
@@ -32,6 +37,7 @@ import yaml
 from emulator.attention import ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION
 from emulator.cost.runtime import DEFAULT_RUNTIME, RUNTIMES, runtime
 from emulator.devices import DEFAULT_DEVICE, catalog, catalog_hint
+from emulator.engine.lengths import LENGTH_KEYS, Lengths, bounds, check_dist, round_prompt
 from emulator.engine.policies import POLICIES
 from emulator.engine.schema import convert, fail, parse, type_name
 from emulator.errors import UserError, clip, excerpt
@@ -43,7 +49,7 @@ class Arrival:
     rate_per_s: float | None = field(default=None, metadata={"above": 0})  # poisson, fixed
     users: int | None = field(default=None, metadata={"min": 1})  # closed loop
     think_s: float = field(default=0.0, metadata={"min": 0})  # closed loop: mean think time (exponential)
-    path: str | None = None  # trace: CSV with a time_s column and optionally a class column
+    path: str | None = None  # trace: CSV with a time_s column, optionally class, prompt_tokens, output_tokens
 
 
 @dataclass(frozen=True)
@@ -52,23 +58,26 @@ class TrafficClass:
     workload: str  # a workload of the suite, or "module:PRESET": one call of a real model's module preset
     arrival: Arrival
     knobs: dict[str, int | bool | str] = field(default_factory=dict)  # image_size, frames, steps, ...
-    slo_s: float | None = field(default=None, metadata={"above": 0})
+    slo_s: float | None = field(default=None, metadata={"above": 0})  # end to end: arrival to done
     max_requests: int | None = field(default=None, metadata={"min": 1})  # stop arriving after this many
+    lengths: Lengths | None = None  # per-request prompt_tokens / output_tokens distributions
+    ttft_slo_s: float | None = field(default=None, metadata={"above": 0})  # time to first token
+    tpot_slo_s: float | None = field(default=None, metadata={"above": 0})  # time per output token
 
     @property
     def module_preset(self) -> str | None:
         """PRESET of `workload: module:PRESET` (workloads.modules), else None."""
         return self.workload.removeprefix(MODULE_PREFIX) if self.workload.startswith(MODULE_PREFIX) else None
 
-    def pipeline(self):
-        """The Pipeline of one request of this class."""
+    def pipeline(self, lengths: dict | None = None):
+        """The Pipeline of one request of this class (with these prompt/output `lengths`, if given)."""
         if self.module_preset is not None:
             from workloads.modules import preset_pipeline
 
             return preset_pipeline(self.module_preset, **self.knobs)
         from workloads import build
 
-        return build(self.workload, **self.knobs)
+        return build(self.workload, **{**self.knobs, **(lengths or {})})
 
 
 MODULE_PREFIX = "module:"
@@ -206,6 +215,8 @@ def check_cross_fields(s: Scenario) -> None:
         names.add(t.name)
         trace_rows.append(check_arrival(s, t, f"traffic[{i}].arrival"))
         check_knobs(t, f"traffic[{i}]")
+        check_lengths(s, t, f"traffic[{i}]")
+        check_token_slos(t, f"traffic[{i}]")
     models = check_devices(s)
     if s.cluster.groups:
         seen = set()
@@ -262,6 +273,73 @@ def check_knobs(t: TrafficClass, where: str) -> None:
         fail(f"{where}.knobs", f"unknown knob; knobs are {', '.join(KNOBS)}")
 
 
+def length_ranges(s: Scenario, t: TrafficClass) -> dict[str, tuple[int, int, float]]:
+    """{length name: (smallest, largest, typical)} a class's requests take from its lengths and its trace's
+    columns (prompts rounded); empty when its lengths are its knobs'."""
+    from emulator.engine.arrivals import trace_rows
+
+    out = {}
+    spec = t.lengths or Lengths()
+    for key in LENGTH_KEYS:
+        d = getattr(spec, key)
+        if d is not None:
+            low, high, typical = bounds(d, key, s.base_dir)
+            if key == "prompt_tokens":
+                low, high = (round_prompt(v, spec.prompt_round_to, d) for v in (low, high))
+            out[key] = (low, high, typical)
+    if t.arrival.process == "trace":
+        drawn = set(out)
+        for _, given in trace_rows(Path(s.base_dir) / t.arrival.path, t.name, spec.prompt_round_to):
+            for key, v in given.items():
+                low, high, typical = out.get(key, (v, v, v))
+                out[key] = (min(low, v), max(high, v), typical)
+        for key in set(out) - drawn:  # a blank cell takes the knob (or the workload's default)
+            v = t.pipeline().params.get(key)
+            if v is not None:
+                out[key] = (min(out[key][0], v), max(out[key][1], v), out[key][2])
+    return out
+
+
+def typical_lengths(s: Scenario, t: TrafficClass) -> dict[str, int]:
+    """A class's typical prompt and output lengths (for estimates), its knobs' where it draws none."""
+    return {key: max(1, round(typical)) for key, (_, _, typical) in length_ranges(s, t).items()}
+
+
+def check_lengths(s: Scenario, t: TrafficClass, where: str) -> None:
+    """Lengths apply to a workload with those knobs, not also set as knobs; the longest fit the context."""
+    if t.lengths is not None:
+        for key in LENGTH_KEYS:
+            d = getattr(t.lengths, key)
+            if d is not None:
+                check_dist(d, f"{where}.lengths.{key}", s.base_dir)
+                if key in t.knobs:
+                    fail(f"{where}.lengths.{key}", "also set in knobs; set it in one place")
+    ranges = length_ranges(s, t)
+    if not ranges:
+        return
+    if t.module_preset is not None:
+        fail(f"{where}.lengths", "module presets take no prompt_tokens or output_tokens")
+    from workloads import get
+
+    try:
+        get(t.workload).config(**{**t.knobs, **{key: high for key, (_, high, _) in ranges.items()}})
+    except UserError as e:
+        fail(f"{where}.lengths", f"the longest lengths: {str(e).replace('--', '').replace('-tokens', '_tokens')}")
+    if ranges.get("output_tokens", (2,))[0] < 2 and autoregressive(t):
+        fail(f"{where}.lengths.output_tokens", "must be >= 2 (one token is a prefill without decode)")
+
+
+def autoregressive(t: TrafficClass) -> bool:
+    """Whether a request of the class runs a KV-growing (autoregressive) stage."""
+    return any(st.kv_growth for st in t.pipeline().stages)
+
+
+def check_token_slos(t: TrafficClass, where: str) -> None:
+    for key in ("ttft_slo_s", "tpot_slo_s"):
+        if getattr(t, key) is not None and not autoregressive(t):
+            fail(f"{where}.{key}", f"{excerpt(t.workload)} has no autoregressive (KV-growing) stage")
+
+
 def check_devices(s: Scenario) -> list:
     """Every group's device loads and can run the scenario's runtime; returns their cost models."""
     from emulator.cost import cost_model
@@ -289,7 +367,7 @@ def check_work(s: Scenario, trace_rows: list[int], models: list) -> None:
 
     parts = []
     for i, t in enumerate(s.traffic):
-        stages = t.pipeline().stages
+        stages = t.pipeline(typical_lengths(s, t)).stages
         calls = sum(st.calls for st in stages)
         n = expected_requests(t.arrival, s.horizon_s, t.max_requests, trace_rows[i],
                               lambda stages=stages: request_lower_bound_s(stages, models, runtime(s.runtime)))

@@ -30,43 +30,65 @@ import simpy
 from emulator.cost.runtime import DEFAULT_RUNTIME
 from emulator.engine.arrivals import start_arrivals
 from emulator.engine.cluster import Cluster
+from emulator.engine.columns import METRICS, TOKEN_TABLE
 from emulator.engine.metrics import Metrics
 from emulator.engine.policies import POLICIES
 from emulator.engine.request import RequestClass
-from emulator.engine.scenario import PolicySpec, Scenario, resolve_path
+from emulator.engine.scenario import PolicySpec, Scenario, length_ranges, resolve_path
 from emulator.engine.stepcost import StepCosts
+from emulator.engine.variants import Sharing, Shared, Variants
 from emulator.errors import UserError, clip
 
 
 @dataclass
 class Context:
-    """What a scenario's policies share: pipelines, cost models, memoized step costs."""
+    """What a scenario's policies share: pipelines, request classes and their variants per lengths, cost
+    models, memoized step costs."""
 
     scenario: Scenario
-    classes: list[RequestClass] = field(default_factory=list)
+    variants: list[Variants] = field(default_factory=list)  # per traffic class
+    shared: Shared = field(default_factory=Shared)
     costs: dict[str, StepCosts] = field(default_factory=dict)  # per device spec
     sources: dict[str, dict] = field(default_factory=dict)  # per device spec: where its kernel times come from
 
     def __post_init__(self):
         from emulator.cost import cost_model, runtime
         from emulator.cost.costing import cost_source
-        from workloads import build
 
         s = self.scenario
-        pipelines = {}
-        for i, t in enumerate(s.traffic):
-            key = f"{t.workload}:{json.dumps(t.knobs, sort_keys=True)}"
-            if key not in pipelines:
-                pipelines[key] = t.pipeline()
-            p = pipelines[key]
-            loop = max(p.stages, key=lambda st: st.calls)
-            seq = max((op.shape.q_len for op in loop.graph(loop.batch).attention_ops), default=0)
-            self.classes.append(RequestClass(t.name, i, key, p, t.slo_s, loop, seq))
+        ranges = [length_ranges(s, t) for t in s.traffic]
+        groups = {}
+        for t, r in zip(s.traffic, ranges):  # one Sharing per workload and knobs, over all its classes' lengths
+            if r:
+                first, together = groups.get(base_key(t), (t, {}))
+                groups[base_key(t)] = (first, merged(together, r))
+        sharing = {k: Sharing.of(self.shared, t, r) for k, (t, r) in groups.items()}
+        for i, (t, r) in enumerate(zip(s.traffic, ranges)):
+            self.variants.append(Variants(self.shared, t, i, r, sharing[base_key(t)] if r else None))
         for g in s.groups:
             spec = g.device or s.device
             if spec not in self.costs:
-                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention), runtime(s.runtime))
+                self.costs[spec] = StepCosts(cost_model(resolve_path(s, spec), s.attention), runtime(s.runtime),
+                                             self.shared.twins)
                 self.sources[spec] = cost_source(resolve_path(s, spec))
+
+    @property
+    def classes(self) -> list[RequestClass]:
+        """Each traffic class's RequestClass at its knobs (or shortest lengths)."""
+        return [v.proto for v in self.variants]
+
+
+def base_key(t) -> str:
+    return f"{t.workload}:{json.dumps(t.knobs, sort_keys=True)}"
+
+
+def merged(a: dict, b: dict) -> dict:
+    """Length ranges of two classes together: the smaller low, the larger high."""
+    out = dict(a)
+    for key, (low, high, typical) in b.items():
+        lo, hi, _ = out.get(key, (low, high, typical))
+        out[key] = (min(lo, low), max(hi, high), typical)
+    return out
 
 
 def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: int,
@@ -107,9 +129,10 @@ def replay(ctx: Context, spec: PolicySpec, metrics: Metrics, seed: int, progress
                       lambda device: klass(spec.params, device), metrics)
     metrics.attach(cluster.devices)
     ids = itertools.count()
-    for cls, t in zip(ctx.classes, s.traffic):
-        rng = np.random.default_rng([seed, cls.index])
-        start_arrivals(env, cluster, cls, t.arrival, s.horizon_s, t.max_requests, rng, ids, s.base_dir)
+    for v, t in zip(ctx.variants, s.traffic):
+        rng = np.random.default_rng([seed, v.index])
+        classes = v.for_run(np.random.default_rng([seed, v.index, 1]), s.base_dir)  # lengths: a stream of their own
+        start_arrivals(env, cluster, classes, t.arrival, s.horizon_s, t.max_requests, rng, ids, s.base_dir)
     if progress:
         env.process(ticker(env, s.horizon_s, spec.name))
     env.run() if s.drain else env.run(until=s.horizon_s)
@@ -233,19 +256,40 @@ TABLE = (  # header, summary getter, format
 )
 
 
+def table_of(summaries: list[dict]) -> tuple:
+    """TABLE, with the token columns (columns.TOKEN_TABLE) after the queueing delay when a policy has them."""
+    if all(x.get("ttft_s", {}).get("p50") is None for x in summaries):
+        return TABLE
+    paths = {column: keys for column, keys, _ in METRICS}
+    token = tuple((column.replace("_p", " p").replace("_s", " s"), getter(paths[column]), "{:.4f}")
+                  for column in TOKEN_TABLE)
+    at = [h for h, _, _ in TABLE].index("queue p50 s") + 1
+    return TABLE[:at] + token + TABLE[at:]
+
+
+def getter(keys: tuple[str, ...]):
+    def get(summary):
+        for key in keys:
+            summary = summary[key]
+        return summary
+    return get
+
+
 def cell(value, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
 def comparison_table(summaries: list[dict]) -> str:
-    rows = [[h for h, _, _ in TABLE]] + [[cell(get(x), fmt) for _, get, fmt in TABLE] for x in summaries]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE))]
+    table = table_of(summaries)
+    rows = [[h for h, _, _ in table]] + [[cell(get(x), fmt) for _, get, fmt in table] for x in summaries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(table))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
     return "\n".join([lines[0], "-" * len(lines[0])] + lines[1:])
 
 
 def write_comparison(summaries: list[dict], path: Path) -> None:
-    header = ",".join(h.replace(" ", "_") for h, _, _ in TABLE)
-    lines = [header] + [",".join(cell(get(x), "{}") for _, get, _ in TABLE) for x in summaries]
+    table = table_of(summaries)
+    header = ",".join(h.replace(" ", "_") for h, _, _ in table)
+    lines = [header] + [",".join(cell(get(x), "{}") for _, get, _ in table) for x in summaries]
     path.write_text("\n".join(lines) + "\n")

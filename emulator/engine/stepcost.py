@@ -8,6 +8,15 @@ the growing KV cache, as the timeline's `GraphCoster.grown` gives them. Times
 come from the cost model through the host/device timeline of
 `emulator.cost.timeline` under the scenario's runtime, so a batch step here is
 exactly the call time `describe` reports.
+
+A stage registered as another's twin (`emulator.engine.variants`: the decode
+of a request whose prompt differs from the stage's) is costed by the twin's
+StageAtBatch: a stage of another KV growth `offset` positions ahead through a
+`ShiftedAt` (its own calls, so its own final KV cache), any other stage as the
+twin itself. Call `c` of a shifted stage is the twin's call `c + offset`, so
+decode calls are costed once per KV length whatever the prompt. A shifted
+stage's activation peak is its final call's: with fused attention the same at
+every KV length; with baseline attention costed per final length.
 """
 
 from __future__ import annotations
@@ -50,6 +59,23 @@ class StageAtBatch:
         self.resident_bytes = stage.final_kv_cache_bytes(batch) if stage.kv_growth else 0
         one = self.step(0)
         self.first = (one.seconds, one.flops, one.bytes, one.fallback_ops)  # the engine's hot path reads this
+        self.base, self.offset = self, 0  # calls are costed here, at these positions
+        self._kv_bytes: dict[int, int] = {}
+        self._activation: dict[int, int] = {}
+
+    def kv_bytes_at(self, call: int) -> int:
+        """KV-cache bytes held after call `call` (0-based, any call, past this stage's own too)."""
+        if call not in self._kv_bytes:
+            self._kv_bytes[call] = self.stage.graph(self.batch, call).kv_cache_bytes
+        return self._kv_bytes[call]
+
+    def activation_at(self, call: int) -> int:
+        """Activation peak of call `call`: grows with the KV length only under baseline attention."""
+        if self.attention != "baseline":
+            return self.activation_bytes
+        if call not in self._activation:
+            self._activation[call] = self.stage.graph(self.batch, call).peak_activation_bytes(self.attention)
+        return self._activation[call]
 
     def _kv_advance(self, call: int) -> int:
         return call * self.stage.kv_growth
@@ -81,19 +107,47 @@ class StageAtBatch:
         return self._segments[key]
 
 
-class StepCosts:
-    """Memoized costs of every (stage, batch) the engine forms, under one cost model and runtime."""
+class ShiftedAt:
+    """A KV-growing stage costed as its twin's StageAtBatch `offset` positions ahead, with its own calls."""
 
-    def __init__(self, model: CostModel, runtime: Runtime = EAGER):
+    def __init__(self, base: StageAtBatch, offset: int, stage: Stage):
+        self.base, self.offset, self.stage, self.batch = base, offset, stage, base.batch
+        last = offset + stage.calls - 1
+        self.activation_bytes = base.activation_at(last)
+        self.resident_bytes = base.kv_bytes_at(last)
+        one = base.step(offset)
+        self.first = (one.seconds, one.flops, one.bytes, one.fallback_ops)
+
+    def step(self, call: int) -> StepCost:
+        return self.base.step(call + self.offset)
+
+    def segments(self, call: int) -> tuple[Segment, ...]:
+        return self.base.segments(call + self.offset)
+
+
+class StepCosts:
+    """Memoized costs of every (stage, batch) the engine forms, under one cost model and runtime.
+
+    `twins`: id(stage) -> (the stage it is costed as, KV offset), shared by a scenario's StepCosts."""
+
+    def __init__(self, model: CostModel, runtime: Runtime = EAGER, twins: dict | None = None):
         self.model, self.runtime = model, runtime
-        self._at: dict[tuple[int, int], StageAtBatch] = {}
+        self.twins = {} if twins is None else twins
+        self._at: dict[tuple[int, int], StageAtBatch | ShiftedAt] = {}
         self._seq: dict[int, int] = {}
 
-    def at(self, stage: Stage, batch: int) -> StageAtBatch:
+    def at(self, stage: Stage, batch: int) -> StageAtBatch | ShiftedAt:
         key = (id(stage), batch)
         found = self._at.get(key)
         if found is None:
-            found = self._at[key] = StageAtBatch(stage, batch, self.model, self.runtime)
+            twin = self.twins.get(id(stage))
+            if twin is None:
+                found = StageAtBatch(stage, batch, self.model, self.runtime)
+            elif stage.kv_growth:
+                found = ShiftedAt(self.at(twin[0], batch), twin[1], stage)
+            else:
+                found = self.at(twin[0], batch)
+            self._at[key] = found
         return found
 
     def step(self, stage: Stage, batch: int, call: int) -> StepCost:
@@ -101,6 +155,7 @@ class StepCosts:
 
     def seq_len(self, stage: Stage) -> int:
         """Longest attention sequence (query tokens) of one call; 0 for a stage without attention."""
+        stage = self.twins.get(id(stage), (stage,))[0]
         key = id(stage)
         if key not in self._seq:
             self._seq[key] = max((op.shape.q_len for op in stage.graph(stage.batch).attention_ops), default=0)

@@ -108,8 +108,14 @@ class BatchPolicy:
 
 
 def batch_of(device: Device, members: list[Request], pad: bool) -> Batch:
-    """One call for `members`; padded: the graph of the member with the longest attention sequence."""
+    """One call for `members`; padded: the graph of the member with the longest attention sequence (a decode:
+    of the member whose KV cache ends longest, whose activations are the largest)."""
     stage = members[0].stage
-    if pad:
-        stage = max((m.stage for m in members), key=lambda s: (device.costs.seq_len(s), s.calls))
+    if pad or stage.kv_growth:
+        stage = max(members, key=lambda m: (device.costs.seq_len(m.stage), m.kv_offset + m.stage.calls)).stage
     return Batch(members, stage, sum(m.stage.batch for m in members))
+
+
+def longest(a: Request, b: Request | None) -> Request:
+    """Of two decode members, the one whose KV cache ends longest (b may be None)."""
+    return a if b is None or a.kv_offset + a.stage.calls > b.kv_offset + b.stage.calls else b

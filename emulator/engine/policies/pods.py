@@ -135,6 +135,8 @@ class Pods(BatchPolicy):
         device.cluster.metrics.call(device, m.call_start_s, device.env.now, r.stage.name, [r],
                                     cost.fallback_ops, 1, m.stream)
         r.calls_done += 1
+        if r.stage.kv_growth:
+            device.cluster.metrics.tokens([r], m.call_start_s, None, device.env.now)
         if r.calls_done < r.stage.calls:
             self.start_call(device, m)
             return

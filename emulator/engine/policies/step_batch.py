@@ -22,7 +22,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from emulator.engine.device import Batch
-from emulator.engine.policies.base import BatchPolicy
+from emulator.engine.policies.base import BatchPolicy, longest
 from emulator.engine.request import Request
 
 
@@ -68,7 +68,7 @@ class StepBatch(BatchPolicy):
             self.turn += 1
         run = self.running[key]
         if run.batch is None:  # the Batch shares the members list: leaving members leave it too
-            run.batch = Batch(run.members, run.members[0].stage, run.size)
+            run.batch = Batch(run.members, costed_stage(run.members), run.size)
             run.batch.key = key
         return run.batch
 
@@ -97,7 +97,7 @@ class StepBatch(BatchPolicy):
             run.size -= r.stage.batch
             run.batch = None
             if run.members:
-                run.activation_bytes = activation(r.device, r.stage, run.size)
+                run.activation_bytes = activation(r.device, costed_stage(run.members), run.size)
             else:
                 del self.running[key]
 
@@ -113,10 +113,13 @@ class StepBatch(BatchPolicy):
         # one call runs at a time: the largest activations of any running batch must fit too
         others = max((o.activation_bytes for k, o in self.running.items() if k != key), default=0)
         size = run.size if run is not None else 0
+        top = None if run is None or not run.members[0].stage.kv_growth else costed_member(run.members)
         while heap and (run is None or len(run.members) < self.params.max_batch):
             r = heap[0][2]
-            if not self.admit(device, r, max(others, activation(device, r.stage, size + r.stage.batch))):
+            top_r = longest(r, top) if r.stage.kv_growth else r
+            if not self.admit(device, r, max(others, activation(device, top_r.stage, size + r.stage.batch))):
                 break
+            top = top_r
             heapq.heappop(heap)
             if run is None:
                 run = self.running[key] = RunningBatch()
@@ -128,8 +131,22 @@ class StepBatch(BatchPolicy):
             run.batch = None
         if run is not None:
             run.size = size
-            run.activation_bytes = activation(device, run.members[0].stage, size)
+            run.activation_bytes = activation(device, costed_stage(run.members), size)
 
 
 def activation(device, stage, size: int) -> int:
     return device.costs.at(stage, size).activation_bytes
+
+
+def costed_member(members: list[Request]) -> Request:
+    """The member whose stage costs the call: the first; of a decode, the one whose KV cache ends longest."""
+    if not members[0].stage.kv_growth or len(members) == 1:
+        return members[0]
+    top = None
+    for m in members:
+        top = longest(m, top)
+    return top
+
+
+def costed_stage(members: list[Request]):
+    return costed_member(members).stage
