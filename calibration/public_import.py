@@ -172,7 +172,7 @@ def provenance(system: str, framework: str, why: str, read: list[dict], gpu: str
         "versions": {PACKAGE: PACKAGE_VERSION, framework: ", ".join(versions)},
         "framework": framework, "framework_choice": why, "tables": read,
         "selection": ("bf16 GEMM on a lattice of round m, n, k, one kernel source; attention: bf16 compute and KV "
-                      "cache, no sliding window, multi-head rows only (grouped-query rows skipped), each kernel "
+                      "cache, no sliding window, multi-head and grouped-query rows (their KV-head count kept), each kernel "
                       "source to the implementation it names; equal shapes (and attention batch x heads) merged "
                       "at their median"),
         "citations": [f"{PACKAGE}=={PACKAGE_VERSION} (PyPI, Apache-2.0, Copyright NVIDIA CORPORATION & "

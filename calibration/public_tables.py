@@ -9,20 +9,21 @@ This module maps the rows the emulator can use onto its shapes:
   -> linear Linear(m, k, n, bias=False);
 - context_attention_perf (causal prefill of `isl` tokens, batch_size
   sequences, num_heads query heads, num_key_value_heads KV heads)
-  -> attention_flash Attention(b, heads, isl, isl, d, "causal", causal=True);
+  -> attention_flash Attention(b, heads, isl, isl, d, "causal", causal=True, kv_heads=kv);
 - generation_attention_perf (one decode step per sequence against a cache of
   isl + step positions) -> Attention(b, heads, 1, isl + step, d, "causal",
-  causal=True, kv_cache=True), as workloads/llama2.py writes a decode step;
-- encoder_attention_perf (bidirectional) -> Attention(b, heads, isl, isl, d, "self").
+  causal=True, kv_cache=True, kv_heads=kv), as workloads/llama3.py writes a
+  decode step;
+- encoder_attention_perf (bidirectional) -> Attention(b, heads, isl, isl, d, "self", kv_heads=kv).
 
-Kept: bf16/fp16 compute with a bf16/fp16 KV cache, no sliding window, one beam,
-and multi-head rows only (num_key_value_heads == num_heads): the emulator's
-Attention has no separate KV-head count, so a grouped-query row (less KV
-traffic than its head count says) would be costed as the wrong kernel; those
-rows are skipped. A GEMM table keeps only its kernel source with the most
-rows. An attention table's rows go to the attention implementation their
-kernel source names (IMPLEMENTATION_OF_SOURCE: vLLM's FlashAttention builds
-fa2/fa3/fa4, FlashInfer), so that one kind is one library's kernel; sources no
+Kept: bf16/fp16 compute with a bf16/fp16 KV cache, no sliding window, one beam.
+Grouped-query rows (num_key_value_heads < num_heads) keep their KV-head count
+(Attention.kv_heads: the K/V bytes of that many heads, the FLOPs of all query
+heads); a row whose heads do not split into its KV heads is skipped. A GEMM
+table keeps only its kernel source with the most rows. An attention table's
+rows go to the attention implementation their kernel source names
+(IMPLEMENTATION_OF_SOURCE: vLLM's FlashAttention builds fa2/fa3/fa4,
+FlashInfer), so that one kind is one library's kernel; sources no
 rule names (TensorRT-LLM's torch_flow, Triton) are skipped. Needs pyarrow (the
 `public` extra); the emulator never reads these tables, only the profiles made
 from them.
@@ -65,11 +66,16 @@ def dominant_source(rows: list[dict]) -> tuple[list[dict], str]:
     return [r for r in rows if (r.get("kernel_source") or "") == source], source
 
 
+def kv_heads_of(r: dict) -> int:
+    """A row's KV heads (its query heads where the table has no such column)."""
+    return int(r.get("num_key_value_heads") or r["num_heads"])
+
+
 def usable_attention(r: dict) -> bool:
-    """Half-precision compute and cache, full window, one beam, one KV head per query head."""
+    """Half-precision compute and cache, full window, one beam, query heads in whole groups per KV head."""
     return (r["attn_dtype"] in HALF and r.get("kv_cache_dtype", r["attn_dtype"]) in HALF
             and not r.get("window_size", 0) and r.get("beam_width", 1) == 1
-            and r.get("num_key_value_heads", r["num_heads"]) == r["num_heads"])
+            and kv_heads_of(r) <= int(r["num_heads"]) and int(r["num_heads"]) % kv_heads_of(r) == 0)
 
 
 def gemm_shapes(rows: list[dict]) -> dict:
@@ -83,11 +89,12 @@ def gemm_shapes(rows: list[dict]) -> dict:
 
 def attention_shape(table: str, r: dict) -> Attention:
     b, h, s, d = int(r["batch_size"]), int(r["num_heads"]), int(r["isl"]), int(r["head_dim"])
+    kv = kv_heads_of(r)
     if table == "context":
-        return Attention(b, h, s, s, d, "causal", causal=True)
+        return Attention(b, h, s, s, d, "causal", causal=True, kv_heads=kv)
     if table == "generation":
-        return Attention(b, h, 1, s + int(r["step"]), d, "causal", causal=True, kv_cache=True)
-    return Attention(b, h, s, s, d, "self")
+        return Attention(b, h, 1, s + int(r["step"]), d, "causal", causal=True, kv_cache=True, kv_heads=kv)
+    return Attention(b, h, s, s, d, "self", kv_heads=kv)
 
 
 def implementation_of(source: str) -> str | None:

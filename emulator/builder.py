@@ -126,12 +126,16 @@ class GraphBuilder:
 
     def attention(self, name: str, q: Tensor, k: Tensor, v: Tensor, heads: int, variant: str,
                   causal: bool = False, kv_cache: bool = False) -> Tensor:
-        """q[B, Lq, heads*d], k/v[B, Lk, heads*d] -> [B, Lq, heads*d]."""
+        """q[B, Lq, heads*d], k/v[B, Lk, kv_heads*d] -> [B, Lq, heads*d]; K/V narrower than Q: grouped-query
+        attention, kv_heads = heads * K width / Q width (each K/V head shared by a group of query heads)."""
         b, lq, dim = q.shape
-        _, lk, _ = k.shape
+        _, lk, kv_dim = k.shape
         if dim % heads:
             raise ValueError(f"{name}: width {dim} not divisible by {heads} heads")
-        shape = Attention(b, heads, lq, lk, dim // heads, variant, causal, kv_cache)
+        head_dim = dim // heads
+        if kv_dim % head_dim or heads % (kv_dim // head_dim):
+            raise ValueError(f"{name}: K/V width {kv_dim} is no group of {heads} heads of {head_dim}")
+        shape = Attention(b, heads, lq, lk, head_dim, variant, causal, kv_cache, kv_heads=kv_dim // head_dim)
         return self.add(name, shape, (q, k, v), (b, lq, dim))
 
     def group_norm(self, name: str, x: Tensor, groups: int = 32) -> Tensor:

@@ -180,13 +180,17 @@ class Conv:
 
 @dataclass(frozen=True)
 class Attention:
-    """softmax(Q K^T / sqrt(d)) V for q[batch, heads, q_len, d], k/v[batch, heads, kv_len, d].
+    """softmax(Q K^T / sqrt(d)) V for q[batch, heads, q_len, d], k/v[batch, kv_heads, kv_len, d].
 
     `causal` masks keys after the query's position, the queries being the last
     q_len of the kv_len positions (prefill: q_len == kv_len; decode: q_len == 1).
     FLOPs count the unmasked query-key pairs; the similarity matrix a baseline
     (unfused) kernel materializes is always the full q_len x kv_len.
     `kv_cache` marks attention that reads a KV cache which grows every decode step.
+    `kv_heads`: grouped-query attention, each K/V head shared by heads / kv_heads
+    query heads (None: one per query head, multi-head attention). FLOPs are the
+    query heads'; K and V (their reads, the KV cache, its growth) the KV heads'.
+    A kv_heads equal to heads is stored as None, so the two spellings are one shape.
     """
 
     batch: int
@@ -197,6 +201,7 @@ class Attention:
     variant: str = "self"
     causal: bool = False
     kv_cache: bool = False
+    kv_heads: int | None = None
 
     kind = "attention"
     category = "Attention"
@@ -207,6 +212,22 @@ class Attention:
             raise ValueError(f"attention variant {self.variant!r} not in {ATTENTION_VARIANTS}")
         if self.causal and self.q_len > self.kv_len:
             raise ValueError(f"causal attention needs q_len <= kv_len, got {self.q_len} > {self.kv_len}")
+        if self.kv_heads is not None:
+            _positive(kv_heads=self.kv_heads)
+            if self.heads % self.kv_heads:
+                raise ValueError(f"{self.heads} query heads do not split into groups of {self.kv_heads} KV heads")
+            if self.kv_heads == self.heads:  # multi-head attention: one spelling, equal and hashed alike
+                object.__setattr__(self, "kv_heads", None)
+
+    @property
+    def key_value_heads(self) -> int:
+        """K/V heads: kv_heads, or heads for multi-head attention."""
+        return self.kv_heads or self.heads
+
+    @property
+    def group(self) -> int:
+        """Query heads per K/V head (1: multi-head attention)."""
+        return self.heads // self.key_value_heads
 
     @property
     def pairs(self) -> int:
@@ -227,7 +248,8 @@ class Attention:
 
     @property
     def input_elements(self) -> int:
-        return self.batch * self.heads * self.head_dim * (self.q_len + 2 * self.kv_len)
+        # q[B, H, Lq, d] + k, v[B, Hkv, Lkv, d]
+        return self.batch * self.head_dim * (self.heads * self.q_len + 2 * self.key_value_heads * self.kv_len)
 
     weight_elements = 0
 
@@ -243,12 +265,13 @@ class Attention:
     @property
     def kv_cache_elements(self) -> int:
         """Elements of the keys and values held in a KV cache (0 if none)."""
-        return 2 * self.batch * self.heads * self.kv_len * self.head_dim if self.kv_cache else 0
+        # k, v[B, Hkv, Lkv, d]
+        return 2 * self.batch * self.key_value_heads * self.kv_len * self.head_dim if self.kv_cache else 0
 
     def advanced(self, tokens: int) -> "Attention":
         """The same attention after `tokens` more positions entered the KV cache."""
         return Attention(self.batch, self.heads, self.q_len, self.kv_len + tokens, self.head_dim,
-                         self.variant, self.causal, self.kv_cache)
+                         self.variant, self.causal, self.kv_cache, self.kv_heads)
 
 
 @dataclass(frozen=True)

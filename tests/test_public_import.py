@@ -40,7 +40,7 @@ def tiny_tables(root: Path) -> Path:
              {**gemm[0], "m": 3, "latency": 9.0}]  # off the lattice
     write_table(system / "gemm/vllm/0.24.0/gemm_perf.parquet", gemm)
     context = [attention_row("context_attention", b, s, 8, 8, 0.02 * b * s / 16) for b in (1, 4) for s in (16, 256, 1024)]
-    context += [attention_row("context_attention", 1, 16, 8, 2, 9.0),  # grouped-query: skipped
+    context += [attention_row("context_attention", 1, 16, 8, 2, 9.0),  # grouped-query: kept, with its 2 KV heads
                 attention_row("context_attention", 1, 16, 8, 8, 9.0, kv_cache_dtype="fp8")]
     write_table(system / "attention/vllm/0.24.0/context_attention_perf.parquet", context)
     generation = [attention_row("generation_attention", b, 1, 8, 8, 0.005 * b, step=st) for b in (1, 8)
@@ -68,7 +68,8 @@ def test_tables_become_profile_points_with_known_answers(tmp_path):
     decode = Attention(8, 8, 1, 64, 128, "causal", causal=True, kv_cache=True)  # kv length isl + step
     assert attention[decode] == pytest.approx(0.04e-3)
     assert attention[Attention(2, 4, 4096, 4096, 64, "self")] == pytest.approx(0.01 * 2 * 64e-3)
-    assert 9.0e-3 not in attention.values() and len(attention) == 6 + 6 + 6
+    assert attention[Attention(1, 8, 16, 16, 128, "causal", causal=True, kv_heads=2)] == pytest.approx(9.0e-3)
+    assert len(attention) == 6 + 1 + 6 + 6  # the fp8-cache row dropped
     prov = profile["provenance"]
     assert prov["source"] == "measured" and prov["framework"] == "vllm" and prov["timing"] == "CUDA-graph replay"
     assert profile["dtype"] == "bf16" and profile["host"]["included_in_kernel_times"] is False

@@ -14,11 +14,12 @@ def variants(graph):
 
 IMAGE_DITS = ["flux1-dev", "flux1-schnell", "sd3.5-large", "sd3.5-medium", "pixart-sigma"]
 VIDEO_DITS = ["cogvideox-5b", "hunyuanvideo", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "ltx-video"]
+LLMS = ["llama3.1-8b", "llama3.1-70b"]
 
 
-def test_registry_holds_the_study_suite_then_the_dits():
+def test_registry_holds_the_study_suite_then_the_dits_then_the_llms():
     assert list(workloads.STUDY_SUITE) == STUDY
-    assert list(workloads.WORKLOADS) == STUDY + IMAGE_DITS + VIDEO_DITS
+    assert list(workloads.WORKLOADS) == STUDY + IMAGE_DITS + VIDEO_DITS + LLMS
 
 
 @pytest.mark.parametrize("name", STUDY)

@@ -136,12 +136,19 @@ def einsum_shape(equation: str, a, b, a_is_param: bool, b_is_param: bool):
     return Matmul(size(batch), size(m), size(k), size(n))
 
 
-def attention_shape(q, k, mask, causal: bool) -> Attention:
-    """q [B, H, Lq, D], k [B, H, Lkv, D], mask broadcastable to [B, H, Lq, Lkv] or None; `causal`: the
-    call said is_causal or its mask was computed from a triangular one."""
+def attention_shape(q, k, mask, causal: bool, k_distinct: int | None = None) -> Attention:
+    """q [B, H, Lq, D], k [B, Hkv, Lkv, D], mask broadcastable to [B, H, Lq, Lkv] or None; `causal`: the
+    call said is_causal or its mask was computed from a triangular one. Grouped-query attention shows up
+    two ways: fewer K/V heads than query heads (SDPA's enable_gqa), or K broadcast to H heads from fewer
+    (transformers' repeat_kv, an expand and a reshape, when it passes a mask): k_distinct, the elements
+    of k before the expand, gives kv_heads = H x k_distinct / k.numel(). The reshape is recorded as a
+    view, so the graph costs what SDPA with enable_gqa does (transformers' call without a padding mask)."""
     *lead, q_len, head_dim = q.shape
     kv_len = k.shape[-2]
     heads = lead[-1] if lead else 1
+    kv_heads = k.shape[-3] if k.dim() >= 3 and lead else heads
+    if k_distinct and k_distinct < k.numel() and (heads * k_distinct) % k.numel() == 0:
+        kv_heads = heads * k_distinct // k.numel()
     batch = prod(lead[:-1]) if len(lead) > 1 else 1
     # A mask with one query row ([B, 1, 1, L]) only pads keys; a full [.., L, L] one is causal only when
     # built from positions (values cannot be read on fake tensors): HunyuanVideo's refiner passes a
@@ -149,7 +156,7 @@ def attention_shape(q, k, mask, causal: bool) -> Attention:
     full_mask = mask is None or (mask.dim() >= 2 and mask.shape[-2] == q_len)
     causal = causal and full_mask and q_len <= kv_len
     variant = "causal" if causal else "self" if q_len == kv_len else "cross"
-    return Attention(batch, heads, q_len, kv_len, head_dim, variant, causal)
+    return Attention(batch, heads, q_len, kv_len, head_dim, variant, causal, kv_heads=kv_heads)
 
 
 def resample_shape(x, out, direction: str):
@@ -178,6 +185,7 @@ class Recorder:
         for i, t in enumerate(list(module.parameters()) + list(module.buffers())):
             self.params[t] = i
         self.triangular = WeakIdKeyDictionary()  # tensors derived from a causal (position vs position) mask
+        self.broadcast = WeakIdKeyDictionary()  # views of an expanded tensor -> its distinct elements
         self.read: set[int] = set()  # parameters some recorded op has read
         self.reused: set[str] = set()  # ops whose weights earlier ops already read
         self.path: list[str] = [""]
@@ -207,6 +215,7 @@ class Recorder:
         weights = {self.params[t] for t in inputs if t in self.params}
         self.mark_triangular(base, inputs, outputs)
         if base in VIEWS or (base in MAYBE_COPIES and any(o is t for o in outputs for t in inputs)):
+            self.mark_broadcast(base, inputs, outputs)
             for o in outputs:
                 self.producers[o] = sources
                 if weights:
@@ -231,6 +240,15 @@ class Recorder:
         self.edges += [(src, op_name) for src in sorted(sources)]
         for o in outputs:
             self.producers[o] = frozenset([op_name])
+
+    def mark_broadcast(self, base: str, inputs, outputs) -> None:
+        """Remember, through views, the distinct elements of an expanded tensor (repeat_kv's K and V)."""
+        distinct = next((self.broadcast[t] for t in inputs if t in self.broadcast), None)
+        if base == "expand" and inputs and distinct is None:
+            distinct = inputs[0].numel()
+        for o in outputs:
+            if distinct is not None and distinct < o.numel():
+                self.broadcast[o] = distinct
 
     def mark_triangular(self, base: str, inputs, outputs) -> None:
         """Tag the outputs of tril/triu, of a comparison of query positions [.., L, 1] with key positions
@@ -262,7 +280,7 @@ class Recorder:
         if "scaled_dot_product" in base:
             mask = arg(3, "attn_mask")
             causal = bool(arg(5, "is_causal", False)) or (mask is not None and mask in self.triangular)
-            return attention_shape(args[0], args[1], mask, causal)
+            return attention_shape(args[0], args[1], mask, causal, self.broadcast.get(args[1]))
         if base in ("native_group_norm", "group_norm"):
             x = args[0]
             groups = args[7] if base == "native_group_norm" else arg(1, "num_groups")

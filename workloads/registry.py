@@ -1,11 +1,11 @@
-"""The one registry of workloads, keyed by name: the study's suite in its order, then today's image and video DiTs."""
+"""The one registry of workloads, keyed by name: the study's suite in its order, then image and video DiTs, LLMs."""
 
 from __future__ import annotations
 
 from emulator.errors import UserError, clip, excerpt
 from emulator.pipeline import Pipeline
 from workloads import image_dits, imagen, llama2, make_a_video, muse, parti, phenaki, prod_image, stable_diffusion
-from workloads import video_dits
+from workloads import llama3, video_dits
 from workloads.workload import Workload
 
 WORKLOADS: dict[str, Workload] = {
@@ -21,6 +21,7 @@ WORKLOADS: dict[str, Workload] = {
         phenaki.WORKLOAD,
         *image_dits.WORKLOADS,
         *video_dits.WORKLOADS,
+        *llama3.WORKLOADS,
     )
 }
 

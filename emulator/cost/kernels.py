@@ -7,6 +7,11 @@ score matmul QK^T [B*H, q, d] x [B*H, d, kv], a softmax over the [B*H*q, kv]
 similarity matrix, and the value matmul [B*H, q, kv] x [B*H, kv, d]; a causal
 mask adds a fourth, an in-place add over the matrix. The similarity matrix makes
 round trips through device memory, and masked positions are computed anyway.
+Grouped-query attention (kv_heads < heads) in eager Hugging Face LLaMA first
+broadcasts each K/V head over its group of query heads with `repeat_kv`
+(expand + reshape of [B, Hkv, kv, d] to [B, H, kv, d], which materializes a
+copy): two more kernels, copies of K and of V, before the score matmul.
+Fused kernels read each K/V head once for its group (FlashAttention's GQA).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ def kernel_count(op: Op, attention: str) -> int:
 
 
 def baseline_attention_kernels(op: Op) -> tuple[Op, ...]:
-    """Scaled score matmul, [causal mask add], softmax, value matmul."""
+    """[K and V repeated over query groups], scaled score matmul, [causal mask add], softmax, value matmul."""
     a = op.shape
     bh = a.batch * a.heads
     scores = Op(f"{op.name}.scores", Matmul(bh, a.q_len, a.head_dim, a.kv_len), op.dtype)
@@ -47,7 +52,13 @@ def baseline_attention_kernels(op: Op) -> tuple[Op, ...]:
     softmax = Op(f"{op.name}.softmax", Softmax(bh * a.q_len, a.kv_len), op.dtype)
     values = Op(f"{op.name}.values", Matmul(bh, a.q_len, a.kv_len, a.head_dim), op.dtype)
     masked = a.causal and a.q_len > 1  # one query sees every cached key: nothing to mask
-    return (scores, mask, softmax, values) if masked else (scores, softmax, values)
+    core = (scores, mask, softmax, values) if masked else (scores, softmax, values)
+    if a.group == 1:
+        return core
+    # repeat_kv: k, v[B, Hkv, kv, d] -> [B, H, kv, d], one copy each (a layout change: strided reads)
+    repeats = tuple(Op(f"{op.name}.repeat_{t}", Elementwise("copy", bh * a.kv_len * a.head_dim), op.dtype)
+                    for t in ("k", "v"))
+    return repeats + core
 
 
 def work(op: Op, attention: str) -> tuple[int, int]:

@@ -77,6 +77,13 @@ def _attention(s) -> tuple:
     return (s.batch * s.heads, s.q_len, s.kv_len, s.head_dim, 2 if s.causal else 1)
 
 
+def _attention_gqa(s) -> tuple:
+    # Grouped-query attention moves 1 / group of the K/V bytes of multi-head attention with the same FLOPs,
+    # and fused kernels pack a group's query heads into one block: the group (query heads per K/V head) is
+    # a feature of its own. An MHA shape's group is 1, log 0: its other features are those of `attention`.
+    return _attention(s) + (s.group,)
+
+
 # BLAS libraries run a one-row product as a matrix-vector kernel (GEMV), a memory stream with no tiling,
 # and switch to a tiled GEMM from two rows on: a step in time no plane in log m follows. A feature of its
 # own, e^2 apart, lets the neighbours' plane take the step.
@@ -137,7 +144,8 @@ FEATURE_SETS: dict[str, Callable[[object], tuple]] = {
     "conv": _conv,
     "conv-per-image": _conv_per_image,  # CPU libraries: a loop over images, PyTorch's own small-image path
     "conv3d-per-frame": _conv3d_per_frame,  # CPU libraries: a temporal conv3d plane by plane
-    "attention": _attention,
+    "attention": _attention,  # profiles of multi-head attention only
+    "attention-gqa": _attention_gqa,  # the group size besides: profiles with grouped-query points
     # Group norm parallelizes over (sample, group) rows: their number shapes its time as much as the size.
     "group_norm": lambda s: (s.elements, s.batch * s.groups, s.channels),
     "norm": lambda s: (s.elements, s.channels),
@@ -152,7 +160,7 @@ FEATURE_SETS: dict[str, Callable[[object], tuple]] = {
 # The feature set of each kernel kind unless a profile names another.
 DEFAULT_FEATURES: dict[str, str] = {
     "linear": "linear", "matmul": "matmul", "conv2d": "conv", "conv1d": "conv", "conv3d": "conv",
-    **{kind: "attention" for kind in ATTENTION_KINDS}, "group_norm": "group_norm",
+    **{kind: "attention-gqa" for kind in ATTENTION_KINDS}, "group_norm": "group_norm",
     "layer_norm": "norm", "rms_norm": "norm", "softmax": "softmax", "elementwise": "elementwise",
     "resample": "resample", "embedding": "embedding",
 }
@@ -169,17 +177,20 @@ def shape_work(kind: str, dtype: str, shape) -> tuple[int, int]:
     return work(Op("", shape, dtype), attention_of_kind(kind))
 
 
-# Fused attention kernels give each (sequence, head) and tile of QUERY_TILE queries a thread block of its own.
+# Fused attention kernels give each (sequence, K/V head) and tile of QUERY_TILE query rows a thread block of
+# its own; with grouped-query attention a K/V head's group of query heads is packed into its rows
+# (FlashAttention's pack-GQA, and its decode path that swaps the group into the query length).
 QUERY_TILE = 128
 
 
 def work_items(kind: str, shape) -> int:
     """The work items (thread blocks) of one kernel whose count costs time of its own: a fused attention
-    kernel's batch x heads x ceil(q_len / QUERY_TILE) query tiles; 0 for every other kind, baseline
-    attention's three kernels (batched matmuls and a softmax, tiled otherwise) included: no item term."""
+    kernel's batch x kv_heads x ceil(group x q_len / QUERY_TILE) query tiles (multi-head: batch x heads x
+    ceil(q_len / QUERY_TILE)); 0 for every other kind, baseline attention's three kernels (batched matmuls
+    and a softmax, tiled otherwise) included: no item term."""
     if kind not in ATTENTION_KINDS or attention_of_kind(kind) == "baseline":
         return 0
-    return shape.batch * shape.heads * -(-shape.q_len // QUERY_TILE)
+    return shape.batch * shape.key_value_heads * -(-shape.group * shape.q_len // QUERY_TILE)
 
 
 @dataclass(frozen=True)
@@ -313,6 +324,15 @@ def curve_seconds(kind: str, dtype: str, curve: Curve, shape) -> float:
     return curve(*shape_work(kind, dtype, shape), work_items(kind, shape))
 
 
+def neighbour_space(features: str, shapes: Sequence) -> str:
+    """The feature set a kind's neighbours are found in: `attention-gqa` over multi-head points only is
+    `attention`, its group column all 0 adding nothing but neighbours (2D + 2 of them), so that a profile
+    without grouped-query points predicts exactly as before the group was a feature."""
+    if features == "attention-gqa" and all(s.group == 1 for s in shapes):
+        return "attention"
+    return features
+
+
 class KindPredictor:
     """Curve + nearest-neighbour correction for one kind, from measured (shape, seconds) points."""
 
@@ -320,11 +340,12 @@ class KindPredictor:
                  features: str | None = None, medians: Sequence[float] | None = None):
         """seconds: the prediction at each measured shape; medians: the measured medians the plane between
         shapes goes through, where they differ from `seconds` (default: seconds). features: the name of
-        the feature set (FEATURE_SETS) neighbours are found in; the kind's default if None."""
+        the feature set (FEATURE_SETS) neighbours are found in; the kind's default if None (`attention-gqa`
+        over multi-head points only is `attention`: see neighbour_space)."""
         if not shapes:
             raise ValueError(f"{kind}: no measured points")
         self.kind, self.dtype, self.curve = kind, dtype, curve
-        self.features = features or DEFAULT_FEATURES[kind]
+        self.features = neighbour_space(features or DEFAULT_FEATURES[kind], shapes)
         self.x = np.stack([log_features(self.features, s) for s in shapes])  # [N, D]
         log_curve = np.log([self.curve_time(s) for s in shapes])  # [N]
         self.residual = np.log(np.asarray(seconds if medians is None else medians, float)) - log_curve  # [N]

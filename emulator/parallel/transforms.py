@@ -31,7 +31,7 @@ A plan with every degree 1 returns the graph itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from math import ceil
+from math import ceil, gcd
 
 import networkx as nx
 
@@ -140,13 +140,20 @@ def ring_blocks(op: Op, a: Attention, q_src: tuple[str, ...], kv_src: tuple[str,
     return ops, edges, out
 
 
+def split_heads(a, ranks: int, **changes):
+    """Attention `a` on one of `ranks` splitting its heads: heads / ranks query heads and their K/V heads
+    (grouped-query attention: kv_heads / ranks, at least one, more ranks than K/V heads replicating them)."""
+    heads = a.heads // ranks
+    return replace(a, heads=heads, kv_heads=gcd(heads, max(1, a.key_value_heads // ranks)), **changes)
+
+
 def long_attention(op: Op, ctx: Context) -> Piece:
     """A self-attention over a split sequence: Ulysses all-to-alls around ring blocks (or one attention)."""
     a, u, r = op.shape, ctx.plan.ulysses, ctx.plan.ring
     heads = a.heads // ctx.plan.tensor
     local = ctx.local(a.q_len)  # tokens per rank outside attention
     buffer = a.batch * local * heads * a.head_dim  # one rank's q, k, v or output: [B, L / (U R), heads x d]
-    inner = replace(a, heads=heads // u, q_len=local * u, kv_len=local * u)  # [B, heads / U, L / R, d]
+    inner = split_heads(a, ctx.plan.tensor * u, q_len=local * u, kv_len=local * u)  # [B, heads / U, L / R, d]
     ops: list[Op] = []
     edges: list[tuple[str, str]] = []
     if u > 1:
@@ -177,7 +184,7 @@ def attention_piece(op: Op, ctx: Context) -> Piece:
     if split and a.q_len == a.kv_len:
         return long_attention(op, ctx)
     q_len = ctx.local(a.q_len) if split else a.q_len  # cross-attention: local queries, whole text keys
-    return single(replace(op, shape=replace(a, heads=a.heads // p.tensor, q_len=q_len)))
+    return single(replace(op, shape=split_heads(a, p.tensor, q_len=q_len)))
 
 
 # -- the whole graph ------------------------------------------------------------------------------------

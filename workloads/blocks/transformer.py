@@ -2,8 +2,10 @@
 
 One spec covers the suite's transformers: CLIP and OpenCLIP text towers
 (LayerNorm, biased projections, quick-GELU or GELU MLP), T5 v1.1 (RMSNorm, no
-biases, gated GELU), LLaMA (RMSNorm, RoPE, SwiGLU), and the encoder-decoder and
-MaskGIT transformers of Parti, Muse and Phenaki (self plus cross attention).
+biases, gated GELU), LLaMA (RMSNorm, RoPE, SwiGLU; LLaMA 3's grouped-query
+attention: `kv_heads` K/V heads, each shared by heads / kv_heads query heads),
+and the encoder-decoder and MaskGIT transformers of Parti, Muse and Phenaki
+(self plus cross attention).
 Every sub-layer is pre-norm with a residual add. Q, K and V are separate
 projections, as in the Hugging Face implementations.
 """
@@ -25,6 +27,7 @@ class TransformerSpec:
     bias: bool = True  # biases on the attention output and MLP projections
     qkv_bias: bool | None = None  # biases on Q, K, V; default: as `bias`
     rope: bool = False
+    kv_heads: int | None = None  # grouped-query attention's K/V heads; None: one per query head
 
     @property
     def has_qkv_bias(self) -> bool:
@@ -34,15 +37,20 @@ class TransformerSpec:
     def head_dim(self) -> int:
         return self.dim // self.heads
 
+    @property
+    def kv_dim(self) -> int:
+        """Width of the K and V projections: kv_heads x head_dim (dim for multi-head attention)."""
+        return self.head_dim * (self.kv_heads or self.heads)
+
 
 def norm(b: GraphBuilder, x: Tensor, kind: str) -> Tensor:
     return b.rms_norm("norm", x) if kind == "rms" else b.layer_norm("norm", x)
 
 
 def project_kv(b: GraphBuilder, source: Tensor, spec: TransformerSpec) -> tuple[Tensor, Tensor]:
-    """Keys and values of `source`[B, L, Dc]: two [B, L, D] projections."""
+    """Keys and values of `source`[B, L, Dc]: two [B, L, kv_heads x head_dim] projections."""
     bias = spec.has_qkv_bias
-    return b.linear("k", source, spec.dim, bias=bias), b.linear("v", source, spec.dim, bias=bias)
+    return b.linear("k", source, spec.kv_dim, bias=bias), b.linear("v", source, spec.kv_dim, bias=bias)
 
 
 def attend(b: GraphBuilder, x: Tensor, spec: TransformerSpec, variant: str, kv: tuple[Tensor, Tensor] | None = None,

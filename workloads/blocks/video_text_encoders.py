@@ -8,7 +8,7 @@
   128,256). HunyuanVideoPipeline wraps the prompt in a template, tokenizes to 256 + 95 tokens and crops the
   95 template tokens after the encoder, which runs every layer (it keeps the states 2 layers before the end).
   Grouped-query attention: K and V are projected to 8 heads and shared by 4 query heads each; the attention
-  is costed at 32 heads (SDPA with enable_gqa reads the 8 K/V heads; the FLOPs are those of 32 heads).
+  is Attention(heads=32, kv_heads=8): the FLOPs of 32 heads, the K/V reads of 8 (SDPA with enable_gqa).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def llm_layer(b: GraphBuilder, spec: DecoderLMSpec, x: Tensor) -> Tensor:
         q = b.elementwise("rope_q", "rope", b.linear("q", h, spec.dim, bias=False))
         k = b.elementwise("rope_k", "rope", b.linear("k", h, spec.kv_dim, bias=False))
         v = b.linear("v", h, spec.kv_dim, bias=False)
-        o = b.attention("causal", q, k, v, spec.heads, "causal", causal=True)
+        o = b.attention("causal", q, k, v, spec.heads, "causal", causal=True)  # k, v [B, T, kv_dim]: kv_heads
         x = b.add_("residual", x, b.linear("o", o, spec.dim, bias=False))
     with b.scope("mlp"):
         h = b.rms_norm("norm", x)
