@@ -66,6 +66,11 @@ PREFERRED = "vllm"
 GEMM_M = tuple(2**i for i in range(16))
 GEMM_NK = (64, 128, 256, 512, 1024, 2048, 4096, 6144, 8192, 12288, 16384)
 ENCODER_SEQ = tuple(2**i for i in range(17))
+# Grouped-query rows (about 12k per Hopper/Blackwell table, 39 head/KV-head pairs) are kept at the groups of
+# 4 and 8 query heads per KV head (LLaMA-3 8B and 70B, Mistral) and per-GPU head counts 8-64: a third of the
+# rows, so that a profile loads in a fraction of a second.
+GQA_GROUPS = (4, 8)
+GQA_HEADS = (8, 16, 32, 64)
 # With --system all, a device whose default profile is not the imported one (the H100's own calibration, the
 # A100's derived profile) gains the tables' attention libraries as kinds of their own (calibration/public_merge.py).
 
@@ -99,9 +104,12 @@ def choose_framework(system_dir: Path, framework: str | None) -> tuple[str, str]
 
 
 def on_lattice(table: str, shape) -> bool:
-    """Whether a table's shape is kept: GEMMs and encoder attention on the lattice, all other attention."""
+    """Whether a table's shape is kept: GEMMs, encoder attention and grouped-query attention on their
+    lattices, all other (multi-head) attention."""
     if table == "gemm":
         return shape.m in GEMM_M and shape.k in GEMM_NK and shape.n in GEMM_NK
+    if shape.kv_heads is not None:  # grouped-query: the group sizes and head counts models use
+        return shape.heads // shape.kv_heads in GQA_GROUPS and shape.heads in GQA_HEADS
     return table != "encoder" or shape.q_len in ENCODER_SEQ
 
 
