@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from workloads.blocks import text_encoders, video_vae
 from workloads.blocks.text_encoders import CLIP_L
-from workloads.blocks.video_dit import VideoDiTSpec, check_video, denoise
+from workloads.blocks.video_dit import VideoDiTSpec, check_video
 from workloads.blocks.video_text_encoders import LLAVA_LLAMA3_8B, LLM_TEMPLATE_TOKENS, LLM_TOKENS, encode_llm
 from workloads.config import WorkloadConfig
-from workloads.workload import Workload, graph_stage, guided_calls
+from workloads.video_stages import latent_grid, text_stage, transformer_stage, vae_stage
+from workloads.workload import Workload
 
 TRANSFORMER = VideoDiTSpec("hunyuan", 3072, 24, 12288, 20, 4096, single_layers=40, refiner_layers=2,
                            pooled_dim=768)
@@ -26,20 +27,15 @@ SPATIAL = VAE.space_factor * TRANSFORMER.patch[1]
 
 
 def stages(cfg: WorkloadConfig):
-    f, h, w = (cfg.frames - 1) // VAE.time_factor + 1, cfg.height // VAE.space_factor, cfg.width // VAE.space_factor
-    calls, batch = guided_calls(cfg, cfg.steps)
-    text_calls, text_batch = guided_calls(cfg, 1)
+    grid = latent_grid(cfg, VAE)
     llm_tokens = LLM_TOKENS + LLM_TEMPLATE_TOKENS
-    tokens = TRANSFORMER.tokens(f, h, w)
     return (
-        graph_stage("text_encoder", f"{LLAVA_LLAMA3_8B.name}, {llm_tokens} tokens", cfg, text_calls, text_batch,
-                    lambda b, n: encode_llm(b, LLAVA_LLAMA3_8B, n, llm_tokens)),
-        graph_stage("text_encoder_2", CLIP_L.name, cfg, text_calls, text_batch,
-                    lambda b, n: text_encoders.encode(b, CLIP_L, n, CLIP_L.max_tokens)),
-        graph_stage("transformer", f"HunyuanVideo DiT, 20 dual + 40 single blocks x 3072, {tokens} video tokens",
-                    cfg, calls, batch, lambda b, n: denoise(b, TRANSFORMER, n, f, h, w, LLM_TOKENS)),
-        graph_stage("vae_decoder", f"{VAE.name} -> {cfg.frames} frames at {cfg.height}x{cfg.width}", cfg, 1,
-                    cfg.batch, lambda b, n: video_vae.decode(b, VAE, b.input(n, VAE.latent_channels, f, h, w))),
+        text_stage(cfg, "text_encoder", f"{LLAVA_LLAMA3_8B.name}, {llm_tokens} tokens",
+                   lambda b, n: encode_llm(b, LLAVA_LLAMA3_8B, n, llm_tokens)),
+        text_stage(cfg, "text_encoder_2", CLIP_L.name,
+                   lambda b, n: text_encoders.encode(b, CLIP_L, n, CLIP_L.max_tokens)),
+        transformer_stage(cfg, TRANSFORMER, "HunyuanVideo DiT, 20 dual + 40 single blocks x 3072", grid, LLM_TOKENS),
+        vae_stage(cfg, VAE, grid),
     )
 
 

@@ -12,11 +12,12 @@ multiples of 32. Published size: 1.9B parameters (LTX-Video paper, arXiv 2501.00
 
 from __future__ import annotations
 
-from workloads.blocks import text_encoders, video_vae
+from workloads.blocks import video_vae
 from workloads.blocks.text_encoders import T5_XXL
-from workloads.blocks.video_dit import VideoDiTSpec, check_video, denoise
+from workloads.blocks.video_dit import VideoDiTSpec, check_video
 from workloads.config import WorkloadConfig
-from workloads.workload import Workload, graph_stage, guided_calls
+from workloads.video_stages import latent_grid, t5_stage, transformer_stage, vae_stage
+from workloads.workload import Workload
 
 TRANSFORMER = VideoDiTSpec("ltx", 2048, 32, 8192, 28, 4096, in_channels=128, patch=(1, 1, 1))
 TEXT_TOKENS = 128
@@ -24,18 +25,10 @@ VAE = video_vae.LTX
 
 
 def stages(cfg: WorkloadConfig):
-    f, h, w = (cfg.frames - 1) // VAE.time_factor + 1, cfg.height // VAE.space_factor, cfg.width // VAE.space_factor
-    calls, batch = guided_calls(cfg, cfg.steps)
-    text_calls, text_batch = guided_calls(cfg, 1)
-    tokens = TRANSFORMER.tokens(f, h, w)
-    return (
-        graph_stage("text_encoder", f"{T5_XXL.name}, {TEXT_TOKENS} tokens", cfg, text_calls, text_batch,
-                    lambda b, n: text_encoders.encode(b, T5_XXL, n, TEXT_TOKENS)),
-        graph_stage("transformer", f"LTX-Video DiT, 28 layers x 2048, {tokens} video tokens", cfg, calls, batch,
-                    lambda b, n: denoise(b, TRANSFORMER, n, f, h, w, TEXT_TOKENS)),
-        graph_stage("vae_decoder", f"{VAE.name} -> {cfg.frames} frames at {cfg.height}x{cfg.width}", cfg, 1,
-                    cfg.batch, lambda b, n: video_vae.decode(b, VAE, b.input(n, VAE.latent_channels, f, h, w))),
-    )
+    grid = latent_grid(cfg, VAE)
+    return (t5_stage(cfg, T5_XXL, TEXT_TOKENS),
+            transformer_stage(cfg, TRANSFORMER, "LTX-Video DiT, 28 layers x 2048", grid, TEXT_TOKENS),
+            vae_stage(cfg, VAE, grid))
 
 
 def check(cfg: WorkloadConfig) -> None:

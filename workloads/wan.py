@@ -12,11 +12,12 @@ names, Wan README and paper arXiv 2503.20314).
 
 from __future__ import annotations
 
-from workloads.blocks import text_encoders, video_vae
-from workloads.blocks.video_dit import VideoDiTSpec, check_video, denoise
+from workloads.blocks import video_vae
+from workloads.blocks.video_dit import VideoDiTSpec, check_video
 from workloads.blocks.video_text_encoders import UMT5_TOKENS, UMT5_XXL
 from workloads.config import WorkloadConfig
-from workloads.workload import Workload, graph_stage, guided_calls
+from workloads.video_stages import latent_grid, t5_stage, transformer_stage, vae_stage
+from workloads.workload import Workload
 
 WAN_1_3B = VideoDiTSpec("wan", 1536, 12, 8960, 30, 4096)
 WAN_14B = VideoDiTSpec("wan", 5120, 40, 13824, 40, 4096)
@@ -24,24 +25,13 @@ VAE = video_vae.WAN
 SPATIAL = VAE.space_factor * WAN_14B.patch[1]  # 16 pixels per token side
 
 
-def latent(cfg: WorkloadConfig) -> tuple[int, int, int]:
-    return (cfg.frames - 1) // VAE.time_factor + 1, cfg.height // VAE.space_factor, cfg.width // VAE.space_factor
-
-
 def stages_for(spec: VideoDiTSpec, size: str):
     def stages(cfg: WorkloadConfig):
-        f, h, w = latent(cfg)
-        calls, batch = guided_calls(cfg, cfg.steps)
-        text_calls, text_batch = guided_calls(cfg, 1)
-        tokens = spec.tokens(f, h, w)
-        return (
-            graph_stage("text_encoder", f"{UMT5_XXL.name}, {UMT5_TOKENS} tokens", cfg, text_calls, text_batch,
-                        lambda b, n: text_encoders.encode(b, UMT5_XXL, n, UMT5_TOKENS)),
-            graph_stage("transformer", f"Wan 2.1 {size} DiT, {spec.layers} layers x {spec.dim}, {tokens} video tokens",
-                        cfg, calls, batch, lambda b, n: denoise(b, spec, n, f, h, w, UMT5_TOKENS)),
-            graph_stage("vae_decoder", f"{VAE.name} -> {cfg.frames} frames at {cfg.height}x{cfg.width}", cfg, 1,
-                        cfg.batch, lambda b, n: video_vae.decode(b, VAE, b.input(n, VAE.latent_channels, f, h, w))),
-        )
+        grid = latent_grid(cfg, VAE)
+        return (t5_stage(cfg, UMT5_XXL, UMT5_TOKENS),
+                transformer_stage(cfg, spec, f"Wan 2.1 {size} DiT, {spec.layers} layers x {spec.dim}", grid,
+                                  UMT5_TOKENS),
+                vae_stage(cfg, VAE, grid))
 
     return stages
 
