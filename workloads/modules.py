@@ -151,38 +151,31 @@ def load_config(spec: str, config: str) -> dict:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-class VaeDecode:
+class DecodeCall:
+    """A VAE's decode as a module call, `decode(vae, z)` the path taken (the module holds the VAE)."""
+
+    def __new__(cls, vae, decode):
+        import torch
+
+        class Decode(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.vae = vae
+
+            def forward(self, z):
+                return decode(self.vae, z)
+
+        return Decode()
+
+
+def VaeDecode(vae):  # noqa: N802 (reads as the module it makes)
     """AutoencoderKL.decode as a module call: post-quant conv, then the decoder."""
-
-    def __new__(cls, vae):
-        import torch
-
-        class Decode(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.vae = vae
-
-            def forward(self, z):
-                return self.vae.decoder(self.vae.post_quant_conv(z))
-
-        return Decode()
+    return DecodeCall(vae, lambda v, z: v.decoder(v.post_quant_conv(z)))
 
 
-class VideoDecode:
+def VideoDecode(vae):  # noqa: N802
     """A video VAE's own decode (frame-batched, cached or tiled as the class does it) as a module call."""
-
-    def __new__(cls, vae):
-        import torch
-
-        class Decode(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.vae = vae
-
-            def forward(self, z):
-                return self.vae.decode(z, return_dict=False)[0]
-
-        return Decode()
+    return DecodeCall(vae, lambda v, z: v.decode(z, return_dict=False)[0])
 
 
 # Example inputs per class: one call at batch 1 (with_batch repeats them); sizes in output pixels.

@@ -147,3 +147,11 @@ def joint_attention(b: GraphBuilder, x: Tensor, c: Tensor, heads: int, qk_norm: 
     ox = b.linear("to_out", Tensor((n, seq, dim), o.node), dim)
     oc = b.linear("to_add_out", Tensor((n, text, dim), o.node), dim) if context_out else None
     return ox, oc
+
+
+def gated_feed_forward(b: GraphBuilder, x: Tensor, hidden: int, norm: str, ff: str) -> Tensor:
+    """x + gate * FF(modulate(LayerNorm(x))): the MLP half of an AdaLN-modulated block, x[B, L, D]."""
+    h = ada_norm(b, x, norm)
+    with b.scope(ff):
+        h = feed_forward(b, h, hidden)
+    return gated_residual(b, x, h, f"{ff}_residual")

@@ -65,14 +65,6 @@ def conditioning(b: GraphBuilder, spec: FluxSpec, batch: int) -> Tensor:
         return b.add_("add_text", temb, pooled)
 
 
-def _stream_mlp(b: GraphBuilder, x: Tensor, spec: FluxSpec, norm: str, ff: str) -> Tensor:
-    """x + gate * FF(modulate(LayerNorm(x))): the MLP half of one stream of a double block."""
-    h = dit.ada_norm(b, x, norm)
-    with b.scope(ff):
-        h = dit.feed_forward(b, h, spec.mlp_ratio * spec.dim)
-    return dit.gated_residual(b, x, h, f"{ff}_residual")
-
-
 def double_block(b: GraphBuilder, x: Tensor, c: Tensor, temb: Tensor, spec: FluxSpec, clip: bool) -> tuple[Tensor, Tensor]:
     """x[B, L, D] image and c[B, T, D] text -> both updated."""
     with b.scope("norm1"):
@@ -83,8 +75,9 @@ def double_block(b: GraphBuilder, x: Tensor, c: Tensor, temb: Tensor, spec: Flux
         hc = dit.ada_norm(b, c)
     with b.scope("attn"):
         ox, oc = dit.joint_attention(b, hx, hc, spec.heads, qk_norm=True, rope_qk=True, context_first=True)
-    x = _stream_mlp(b, dit.gated_residual(b, x, ox, "attn_residual"), spec, "norm2", "ff")
-    c = _stream_mlp(b, dit.gated_residual(b, c, oc, "context_attn_residual"), spec, "norm2_context", "ff_context")
+    x = dit.gated_feed_forward(b, dit.gated_residual(b, x, ox, "attn_residual"), spec.mlp_ratio * spec.dim, "norm2", "ff")
+    c = dit.gated_feed_forward(b, dit.gated_residual(b, c, oc, "context_attn_residual"), spec.mlp_ratio * spec.dim,
+                               "norm2_context", "ff_context")
     if clip:
         c = b.elementwise("clip", "unary", c)
     return x, c

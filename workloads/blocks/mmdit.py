@@ -62,14 +62,6 @@ def conditioning(b: GraphBuilder, spec: MMDiTSpec, batch: int) -> Tensor:
         return b.add_("add_text", temb, pooled)
 
 
-def _mlp(b: GraphBuilder, x: Tensor, spec: MMDiTSpec, norm: str, ff: str) -> Tensor:
-    """x + gate * FF(modulate(LayerNorm(x)))."""
-    h = dit.ada_norm(b, x, norm)
-    with b.scope(ff):
-        h = dit.feed_forward(b, h, spec.mlp_ratio * spec.dim)
-    return dit.gated_residual(b, x, h, f"{ff}_residual")
-
-
 def joint_block(b: GraphBuilder, x: Tensor, c: Tensor, temb: Tensor, spec: MMDiTSpec, dual: bool,
                 last: bool) -> tuple[Tensor, Tensor]:
     """x[B, L, D] image, c[B, T, D] text -> both updated (c unchanged by the last block)."""
@@ -86,9 +78,10 @@ def joint_block(b: GraphBuilder, x: Tensor, c: Tensor, temb: Tensor, spec: MMDiT
     if dual:
         with b.scope("attn2"):
             x = dit.gated_residual(b, x, dit.self_attention(b, hx2, spec.heads, qk_norm=True), "residual")
-    x = _mlp(b, x, spec, "norm2", "ff")
+    x = dit.gated_feed_forward(b, x, spec.mlp_ratio * spec.dim, "norm2", "ff")
     if not last:
-        c = _mlp(b, dit.gated_residual(b, c, oc, "context_attn_residual"), spec, "norm2_context", "ff_context")
+        c = dit.gated_feed_forward(b, dit.gated_residual(b, c, oc, "context_attn_residual"), spec.mlp_ratio * spec.dim,
+                                   "norm2_context", "ff_context")
     return x, c
 
 
