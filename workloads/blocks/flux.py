@@ -75,8 +75,9 @@ def double_block(b: GraphBuilder, x: Tensor, c: Tensor, temb: Tensor, spec: Flux
         hc = dit.ada_norm(b, c)
     with b.scope("attn"):
         ox, oc = dit.joint_attention(b, hx, hc, spec.heads, qk_norm=True, rope_qk=True, context_first=True)
-    x = dit.gated_feed_forward(b, dit.gated_residual(b, x, ox, "attn_residual"), spec.mlp_ratio * spec.dim, "norm2", "ff")
-    c = dit.gated_feed_forward(b, dit.gated_residual(b, c, oc, "context_attn_residual"), spec.mlp_ratio * spec.dim,
+    hidden = spec.mlp_ratio * spec.dim
+    x = dit.gated_feed_forward(b, dit.gated_residual(b, x, ox, "attn_residual"), hidden, "norm2", "ff")
+    c = dit.gated_feed_forward(b, dit.gated_residual(b, c, oc, "context_attn_residual"), hidden,
                                "norm2_context", "ff_context")
     if clip:
         c = b.elementwise("clip", "unary", c)
