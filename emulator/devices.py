@@ -4,6 +4,8 @@
 list the catalog. Peaks are datasheet upper bounds; attained rates come from
 calibrated profiles: each entry names the profile shipped for it (`profile`,
 a file in calibration/profiles/), or none, and is then costed by its roofline.
+Each entry also states a public on-demand price per device-hour with its
+source, the default that `emulator.engine.price` bills a run's devices at.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ class Device:
     tdp_W: float
     host_us_per_op: float  # host time per graph op of eager model code (framework overhead included)
     host_us_per_kernel: float  # bare dispatch of one more kernel
+    price_per_hour_usd: float  # public on-demand list price of one device for an hour (a GPU, or the whole CPU VM)
     source: str
     host_source: str
     link_source: str  # where pcie_GBps, network_GBps and gpus_per_node come from
+    price_source: str  # provider, date and instance of price_per_hour_usd, or why it is an assumption
     profile: str | None  # its shipped profile, a file in calibration/profiles/; None: costed by the roofline
 
     def matmul_flops_per_s(self, dtype: str) -> float:
