@@ -89,6 +89,7 @@ class Group:
     devices: int = field(default=1, metadata={"min": 1})
     stages: tuple[str, ...] | None = None  # stage names served here; None: every stage no other group claims
     device: str | None = None  # overrides the scenario's device
+    price_per_hour_usd: float | None = field(default=None, metadata={"min": 0})  # per device; overrides the cluster's
 
 
 Router = Literal["round-robin", "least-loaded", "bucket-affinity"]
@@ -102,6 +103,7 @@ class Cluster:
     devices: int = field(default=1, metadata={"min": 1})  # when no groups are given: one group of this many
     router: Router = "round-robin"
     groups: tuple[Group, ...] | None = None
+    price_per_hour_usd: float | None = field(default=None, metadata={"min": 0})  # per device; default: the catalog's
 
 
 @dataclass(frozen=True)
