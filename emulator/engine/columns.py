@@ -39,15 +39,24 @@ METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("simulated_s", ("simulated_s",), "simulated time at the end of the run"),
 )
 COLUMNS = tuple(column for column, _, _ in METRICS)
+# What a run costs (emulator/engine/price.py): the summary's `cost` section; tables put these before METRICS.
+COST_METRICS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("device_hours", ("cost", "device_hours"), "devices provisioned x simulated time, in hours"),
+    ("cost_usd", ("cost", "usd"), "device-hours x price per device-hour, USD"),
+    ("usd_per_request", ("cost", "usd_per_request"), "cost_usd per completed request"),
+    ("usd_per_image", ("cost", "usd_per_image"), "cost_usd per completed image (text-to-image requests x batch)"),
+    ("usd_per_video_s", ("cost", "usd_per_video_s"), "cost_usd per second of completed video (frames / model fps)"),
+)
+COST_COLUMNS = tuple(column for column, _, _ in COST_METRICS)
 TOKEN_TABLE = ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")  # in the printed comparison, when present
 # What identifies a policy's row in simulate's summary table, before the metrics.
 IDENTITY = ("scenario", "policy", "kind", "device", "attention", "seed")
 
 
-def metric_values(summary: dict) -> dict:
-    """A policy's summary.json as {column: value} for every metric column."""
+def metric_values(summary: dict, metrics=METRICS) -> dict:
+    """A policy's summary.json as {column: value} for every metric column (of `metrics`: METRICS or COST_METRICS)."""
     row = {}
-    for column, keys, _ in METRICS:
+    for column, keys, _ in metrics:
         value = summary
         for key in keys:
             value = value[key]

@@ -33,6 +33,7 @@ from emulator.engine.cluster import Cluster
 from emulator.engine.columns import METRICS, TOKEN_TABLE
 from emulator.engine.metrics import Metrics
 from emulator.engine.policies import POLICIES
+from emulator.engine.price import run_cost
 from emulator.engine.request import RequestClass
 from emulator.engine.scenario import PolicySpec, Scenario, length_ranges, resolve_path
 from emulator.engine.stepcost import StepCosts
@@ -100,6 +101,8 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
         end_s = replay(ctx, spec, metrics, seed, progress)
         metrics.finish(end_s)
         measured = metrics.summary(end_s)
+        cost = run_cost(s, {g.name: ctx.costs[g.device or s.device].model.device for g in s.groups},
+                        {name: spill.count for name, spill in metrics.per_class.items()}, end_s)
     finally:
         metrics.close()
     if progress:
@@ -112,6 +115,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
         "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
         "cost_sources": list(ctx.sources.values()),
         **measured,
+        "cost": cost,
     }
     if out_dir is not None:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -253,6 +257,7 @@ TABLE = (  # header, summary getter, format
     ("TFLOP/s", lambda x: x["attained_tflops"], "{:.1f}"),
     ("HBM %", lambda x: x["hbm_util_pct_mean"], "{:.1f}"),
     ("peak GB", lambda x: x["peak_memory_GB"], "{:.1f}"),
+    ("USD/req", lambda x: x["cost"]["usd_per_request"], "{:.3g}"),
 )
 
 
