@@ -9,7 +9,11 @@ requests together) and memoizes it.
 Per-request sums over calls are exact: for decode stages only the attention ops
 that read the KV cache change from call to call, so the sum is the first call's
 value times the number of calls plus, for each distinct cached-attention shape,
-the change at every later call.
+the change at every later call. A stage with a per-call schedule
+(`emulator.schedules`: step caching, guidance on part of the steps) sums per
+kind of call: each kind's graph (derived from the full graph by
+`emulator.call_graphs`) times its number of calls; the residuals it caches are
+memory a request holds while it lives (`cache_bytes`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, TypeVar
 
+from emulator.call_graphs import cached_bytes, partial_graph
 from emulator.graph import OpGraph, Totals
 from emulator.ops import Op
+from emulator.schedules import FULL, FULL_CALL, CallKind, CallSchedule
 
 T = TypeVar("T")
 
@@ -36,6 +42,7 @@ class Stage:
     # Analytic similarity-matrix bytes of one call at a batch, where an analytic
     # model of the stage exists (diffusion UNets); None otherwise.
     similarity_formula: Callable[[int], int] | None = None
+    schedule: CallSchedule | None = None  # per-call kinds; None: every call computes everything
     _graphs: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +50,8 @@ class Stage:
             raise ValueError(f"stage {self.name}: calls and batch must be >= 1")
         if not self.weights:
             object.__setattr__(self, "weights", self.name)
+        if self.schedule is not None and (self.kv_growth or len(self.schedule.kinds) != self.calls):
+            raise ValueError(f"stage {self.name}: a schedule needs one kind per call and no KV growth")
 
     def graph(self, batch: int | None = None, call: int = 0) -> OpGraph:
         """The graph of call number `call` (0-based) at a per-call batch (default: this request's)."""
@@ -51,12 +60,50 @@ class Stage:
             self._graphs[batch] = self.build(batch)
         return self._graphs[batch].with_kv_advanced(call * self.kv_growth)
 
+    def kind(self, call: int) -> CallKind:
+        """The kind of call number `call` (0-based)."""
+        return FULL_CALL if self.schedule is None else self.schedule.kinds[call]
+
+    def kind_batch(self, kind: CallKind, batch: int | None = None) -> int:
+        """Per-call batch of a call of `kind` at a per-call batch (default: this request's)."""
+        batch = self.batch if batch is None else batch
+        return max(batch // 2, 1) if kind.half else batch
+
+    def call_graph(self, kind: CallKind, batch: int | None = None) -> OpGraph:
+        """The graph of a call of `kind` at a per-call batch (default: this request's)."""
+        batch = self.kind_batch(kind, batch)
+        if kind.depth == FULL:
+            return self.graph(batch)
+        key = (batch, kind.depth)
+        if key not in self._graphs:
+            self._graphs[key] = partial_graph(self.graph(batch), kind.depth, self.name)
+        return self._graphs[key]
+
+    def kind_counts(self) -> dict[CallKind, int]:
+        """Calls per kind of one request."""
+        return {FULL_CALL: self.calls} if self.schedule is None else self.schedule.counts
+
+    def cache_bytes(self, batch: int | None = None) -> int:
+        """Bytes a request keeps between calls for its schedule's reuse (0 without caching)."""
+        s = self.schedule
+        if s is None or not s.caches:
+            return 0
+        full = self.graph(batch)
+        largest = max(cached_bytes(full, k.depth) for k in s.counts if k.depth != FULL)
+        return largest * s.cached_tensors * s.branches
+
     def over_calls(self, per_graph: Callable[[OpGraph], T], per_op: Callable[[Op], T], batch: int | None = None) -> T:
         """Sum of a metric over all calls of one request.
 
         `per_graph(g)` must equal the sum of `per_op` over g's ops; only the
         cached-attention ops are re-evaluated for later calls.
         """
+        if self.schedule is not None:
+            parts = [per_graph(self.call_graph(k, batch)) * n for k, n in self.schedule.counts.items()]
+            total = parts[0]
+            for part in parts[1:]:
+                total = total + part
+            return total
         first = self.graph(batch)
         total = per_graph(first) * self.calls
         if self.kv_growth and self.calls > 1:

@@ -26,18 +26,21 @@ class WorkloadConfig:
     guidance: bool | None = None  # classifier-free guidance: conditional + unconditional batch
     guidance_mode: str | None = None  # how guidance runs: one of GUIDANCE_MODES
     dtype: str = "fp16"
+    cache: str | None = None  # step caching of the denoiser: a preset name or a method (workloads.caching)
+    cfg_steps: str | None = None  # guidance only on these steps: half-open 0-based ranges "0:10,40:50"
 
     def asdict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 ALWAYS_TAKEN = ("batch", "dtype")
+WITH_STEPS = ("cache", "cfg_steps")  # taken by every workload that takes steps (a denoising loop)
 POSITIVE = ("batch", "frames", "steps", "prompt_tokens", "output_tokens", "image_size", "height", "width")
 # How a diffusion model runs classifier-free guidance: conditional and unconditional passes as one call of
 # twice the batch, as two calls per step, or not at all (guidance distilled into the model, or off).
 GUIDANCE_MODES = ("batched", "two-calls", "distilled", "off")
 KNOBS = ("batch", "image_size", "height", "width", "frames", "steps", "prompt_tokens", "output_tokens", "guidance",
-         "guidance_mode", "dtype")  # every knob, in the order flags and errors list them
+         "guidance_mode", "dtype", "cache", "cfg_steps")  # every knob, in the order flags and errors list them
 MAXIMA = {  # knobs that multiply the stage calls of one request, bounded well past real use
     "steps": 10_000,  # denoising schedules run up to 1000 steps
     "output_tokens": 100_000,  # past every model's context here
@@ -69,7 +72,8 @@ def check_context(name: str, cfg: WorkloadConfig, context_tokens: int | None) ->
 
 def resolve(name: str, defaults: WorkloadConfig, image_sizes: range | None, **overrides) -> WorkloadConfig:
     """Defaults with the given overrides (None means 'not given'), validated."""
-    taken = [f.name for f in fields(WorkloadConfig) if f.name in ALWAYS_TAKEN or getattr(defaults, f.name) is not None]
+    taken = [f.name for f in fields(WorkloadConfig) if f.name in ALWAYS_TAKEN or getattr(defaults, f.name) is not None
+             or (f.name in WITH_STEPS and defaults.steps is not None)]
     given = {k: v for k, v in overrides.items() if v is not None}
     for key in given:
         if key not in taken:

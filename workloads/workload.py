@@ -11,6 +11,7 @@ from typing import Callable
 
 from emulator.builder import GraphBuilder, Tensor
 from emulator.pipeline import Pipeline, Stage
+from workloads import caching
 from workloads.config import WorkloadConfig, check_context, resolve
 
 
@@ -34,7 +35,7 @@ class Workload:
 
     def build(self, **overrides) -> Pipeline:
         cfg = self.config(**overrides)
-        return Pipeline(self.name, cfg.asdict(), self.stages(cfg))
+        return Pipeline(self.name, cfg.asdict(), caching.apply(self.name, cfg, self.stages(cfg)))
 
 
 def graph_stage(name: str, description: str, cfg: WorkloadConfig, calls: int, batch: int,
