@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections import Counter
 
 from emulator.attention import DEFAULT_ATTENTION, SHAPE_CLASSES, shape_class
-from emulator.cost import CostModel, stage_time
+from emulator.cost import CostModel
 from emulator.cost.model import TIME_SOURCES
 from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.costing import source_text
 from emulator.errors import UserError
 from emulator.ops import CATEGORIES
 from emulator.pipeline import Pipeline, Stage
+from emulator.schedule_cost import scheduled_stage_time
 
 
 def costing_work(pipeline: Pipeline) -> tuple[int, Stage]:
@@ -67,7 +68,7 @@ def component(stage: Stage, model: CostModel | None = None, runtime: Runtime = E
     per_request = stage.request_totals()
     timing = {}
     if model is not None:
-        first, request = stage_time(stage, model, runtime=runtime)
+        first, request = scheduled_stage_time(stage, model, runtime=runtime)
         timing = {
             "time_per_call_s": first.seconds,
             "time_per_request_s": request.seconds,
@@ -102,8 +103,24 @@ def component(stage: Stage, model: CostModel | None = None, runtime: Runtime = E
         "flops_per_request": per_request.flops,
         "bytes_per_request": per_request.bytes,
         "similarity_bytes_per_request": per_request.similarity_bytes,
+        **schedule_keys(stage),
         **timing,
     }
+
+
+def schedule_keys(stage: Stage) -> dict:
+    """A scheduled stage's share of calls per kind and its cached bytes; the emulator models no output quality."""
+    s = stage.schedule
+    if s is None:
+        return {}
+    return {"schedule": s.text(), "schedule_source": s.note, "call_kinds_share": s.shares(),
+            "cache_bytes": stage.cache_bytes()}
+
+
+def cache_total(components: list[dict]) -> dict:
+    """The largest step cache a request holds (stages run one after another), where a stage caches."""
+    cached = [c["cache_bytes"] for c in components if "cache_bytes" in c]
+    return {"cache_bytes": max(cached)} if cached else {}
 
 
 def timing_summary(components: list[dict], model: CostModel, source: dict | None, runtime: Runtime) -> dict:
@@ -161,6 +178,7 @@ def report(pipeline: Pipeline, model: CostModel | None = None, source: dict | No
         "peak_activation_bytes": max(c["peak_activation_bytes"] for c in components),
         "peak_activation_bytes_baseline": max(c["peak_activation_bytes_baseline"] for c in components),
         "kv_cache_bytes": max(c["kv_cache_bytes_last"] for c in components),
+        **cache_total(components),
         **(timing_summary(components, model, source, runtime) if model is not None else {}),
         **parallel,
     }
@@ -210,6 +228,9 @@ def format_text(r: dict) -> str:
                 kv = f"{a['kv_len']}" if a["kv_len_last"] == a["kv_len"] else f"{a['kv_len']}..{a['kv_len_last']}"
                 lines.append(f"                    {a['variant']:9s} {a['batch']:6d} {a['heads']:6d} {a['head_dim']:9d} "
                              f"{a['q_len']:8d} {kv:>8s} {a['count']:6d}")
+        if "schedule" in c:
+            lines.append(f"  schedule {c['schedule']}; cached residuals {_bytes(c['cache_bytes'])} per request"
+                         + (f"\n  published: {c['schedule_source']}" if c["schedule_source"] else ""))
         if "time_per_call_s" in c:
             lines.append(f"  time: {_ms(c['time_per_call_s'])} per call, {_ms(c['time_per_request_s'])} per request"
                          f" (device busy {_ms(c['device_busy_per_request_s'])}, waiting for the host "
@@ -243,7 +264,8 @@ def format_text(r: dict) -> str:
                          f"costed by a roofline (the kind's fitted curve, or the datasheet's for unmeasured kinds)")
     lines.append(f"  peak activations: {_bytes(r['peak_activation_bytes'])} "
                  f"({_bytes(r['peak_activation_bytes_baseline'])} with baseline attention)"
-                 + (f", KV cache {_bytes(r['kv_cache_bytes'])}" if r["kv_cache_bytes"] else ""))
+                 + (f", KV cache {_bytes(r['kv_cache_bytes'])}" if r["kv_cache_bytes"] else "")
+                 + (f", step cache {_bytes(r['cache_bytes'])}" if r.get("cache_bytes") else ""))
     if "parallel" in r:
         from emulator.parallel.stage import summary_text
 
