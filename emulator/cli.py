@@ -71,8 +71,8 @@ def module_pipeline(args):
         raise UserError("give a workload or --module, not both")
     if not args.config:
         raise UserError("--module needs --config PRESET|FILE.json")
-    knobs = [k for k in ("steps", "prompt_tokens", "output_tokens", "guidance", "guidance_mode", "dtype")
-             if getattr(args, k) is not None]
+    knobs = [k for k in ("steps", "prompt_tokens", "output_tokens", "guidance", "guidance_mode", "dtype", "cache",
+                         "cfg_steps") if getattr(args, k) is not None]
     if knobs:
         raise UserError(f"--module takes --batch, --height/--width or --image-size and --frames, "
                         f"not --{knobs[0].replace('_', '-')}")
@@ -108,7 +108,8 @@ def cmd_describe(args) -> None:
         from workloads import build
 
         knobs = {k: getattr(args, k) for k in ("batch", "image_size", "height", "width", "frames", "steps",
-                                               "prompt_tokens", "output_tokens", "guidance", "guidance_mode", "dtype")}
+                                               "prompt_tokens", "output_tokens", "guidance", "guidance_mode", "dtype",
+                                               "cache", "cfg_steps")}
         pipeline = build(args.workload, **knobs)
     run_as = runtime(args.runtime)
     check_work(pipeline, args.max_work)
@@ -198,6 +199,9 @@ def parser() -> Parser:
     d.add_argument("--guidance-mode", help="how guidance runs: batched (one call at twice the batch), two-calls, "
                    "distilled (one pass) or off, where the model takes it")
     d.add_argument("--dtype", help="fp16 (default), bf16, fp32, fp8")
+    d.add_argument("--cache", help="step caching of the denoiser: a preset (teacache-flux-0.4, fbcache-wan-0.06, "
+                   "deepcache-3, ...; a wrong one lists them), share=S or interval=N [,prefix=K], or list:full,skip,...")
+    d.add_argument("--cfg-steps", help="classifier-free guidance only on these steps: ranges START:END, e.g. 0:10,40:50")
     d.add_argument("--device", default=DEFAULT_DEVICE,
                    help=f"catalog device (its shipped profile) or a profile file; default {DEFAULT_DEVICE}")
     d.add_argument("--attention", default=DEFAULT_ATTENTION, metavar="NAME",
