@@ -93,6 +93,13 @@ class Device:
             self.reserved_bytes -= r.held_bytes
             r.held_bytes = None
 
+    def hold(self, reserved_delta_bytes: int, running_delta_bytes: int = 0) -> None:
+        """Change the bytes held for requests and for running calls by these amounts (a policy that allocates
+        memory itself, block by block); checked against the capacity."""
+        self.reserved_bytes += reserved_delta_bytes
+        self.running_bytes += running_delta_bytes
+        self._check()
+
     def is_admitted(self, r: Request) -> bool:
         return r.held_bytes is not None
 
