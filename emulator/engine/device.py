@@ -128,6 +128,8 @@ class Device:
             per_call = [c.seconds for c in calls]
             cost = (sum(per_call), sum(c.flops for c in calls), sum(c.bytes for c in calls),
                     sum(c.fallback_ops for c in calls))
+        elif (kinds := self.policy.call_kinds(batch)) is not None:  # a per-call schedule: its kinds summed
+            cost = at.cost_of(kinds)
         elif n == 1:
             cost = at.first
         else:
