@@ -17,6 +17,13 @@ twin itself. Call `c` of a shifted stage is the twin's call `c + offset`, so
 decode calls are costed once per KV length whatever the prompt. A shifted
 stage's activation peak is its final call's: with fused attention the same at
 every KV length; with baseline attention costed per final length.
+
+A stage with a per-call schedule (`emulator.schedules`: step caching, guidance
+on part of the steps) is costed per kind of call: `step(call)` and
+`segments(call)` look up the call's kind, each kind's graph (`Stage.call_graph`)
+costed once; `cost_of` sums the kinds a batch runs. Its activation peak is the
+full call's (the largest), and the residuals its schedule caches are resident
+bytes of a request, like a KV cache.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.timeline import GraphCoster
 from emulator.engine.concurrency import Segment, demands, kernel_segments, occupancy
 from emulator.pipeline import Stage
+from emulator.schedules import FULL_CALL, CallKind
 
 
 @dataclass(frozen=True)
@@ -56,8 +64,12 @@ class StageAtBatch:
         self._segments: dict[int, tuple[Segment, ...]] = {}
         # Peak of the last call: baseline similarity matrices grow with the KV length.
         self.activation_bytes = stage.graph(batch, stage.calls - 1).peak_activation_bytes(self.attention)
-        self.resident_bytes = stage.final_kv_cache_bytes(batch) if stage.kv_growth else 0
-        one = self.step(0)
+        self.resident_bytes = stage.final_kv_cache_bytes(batch) if stage.kv_growth else stage.cache_bytes(batch)
+        self._kinds: dict[CallKind, tuple] = {}  # kind -> (coster, FLOPs per op, bytes per op) of a scheduled stage
+        self._kind_steps: dict[CallKind, StepCost] = {}
+        self._kind_segments: dict[CallKind, tuple[Segment, ...]] = {}
+        self._cost_of: dict[tuple, tuple] = {}
+        one = self.step(0) if stage.kv_growth else self.kind_step(FULL_CALL)
         self.first = (one.seconds, one.flops, one.bytes, one.fallback_ops)  # the engine's hot path reads this
         self.base, self.offset = self, 0  # calls are costed here, at these positions
         self._kv_bytes: dict[int, int] = {}
@@ -81,6 +93,8 @@ class StageAtBatch:
         return call * self.stage.kv_growth
 
     def step(self, call: int) -> StepCost:
+        if not self.stage.kv_growth and self.stage.schedule is not None:
+            return self.kind_step(self.stage.schedule.kinds[call])
         key = call if self.stage.kv_growth else 0
         if key not in self.calls:
             grown = self.coster.grown(self._kv_advance(key))
@@ -93,8 +107,45 @@ class StageAtBatch:
             self.calls[key] = StepCost(t.seconds, t.device_s, flops, moved, t.fallback_ops)
         return self.calls[key]
 
+    def kind_parts(self, kind: CallKind) -> tuple:
+        """(coster, FLOPs per op, bytes per op) of a call of `kind` at this batch."""
+        if kind == FULL_CALL:
+            return self.coster, self.flops, self.bytes
+        if kind not in self._kinds:
+            graph = self.stage.call_graph(kind, self.batch)
+            w = [work(op, self.attention) for op in graph.ops]
+            coster = GraphCoster(graph, self.model, self.model.device.synchronous, self.coster.runtime)
+            self._kinds[kind] = (coster, np.array([f for f, _ in w], dtype=float),
+                                 np.array([b for _, b in w], dtype=float))
+        return self._kinds[kind]
+
+    def kind_step(self, kind: CallKind) -> StepCost:
+        """One call of `kind` (a non-KV stage)."""
+        if kind == FULL_CALL and 0 in self.calls:
+            return self.calls[0]
+        if kind not in self._kind_steps:
+            coster, flops, moved = self.kind_parts(kind)
+            t = coster.call()
+            self._kind_steps[kind] = StepCost(t.seconds, t.device_s, float(flops.sum()), float(moved.sum()),
+                                              t.fallback_ops)
+            if kind == FULL_CALL:
+                self.calls[0] = self._kind_steps[kind]
+        return self._kind_steps[kind]
+
+    def cost_of(self, kinds: dict[CallKind, int]) -> tuple:
+        """(seconds, FLOPs, bytes, fallback ops) of calls run back to back, given as calls per kind."""
+        key = tuple(kinds.items())
+        found = self._cost_of.get(key)
+        if found is None:
+            steps = [(self.kind_step(k), n) for k, n in kinds.items()]
+            found = self._cost_of[key] = (sum(c.seconds * n for c, n in steps), sum(c.flops * n for c, n in steps),
+                                          sum(c.bytes * n for c, n in steps), sum(c.fallback_ops * n for c, n in steps))
+        return found
+
     def segments(self, call: int) -> tuple[Segment, ...]:
         """The call's kernels grouped by character, in alone time, for the concurrency model."""
+        if not self.stage.kv_growth and self.stage.schedule is not None:
+            return self.kind_segments(self.stage.schedule.kinds[call])
         key = call if self.stage.kv_growth else 0
         if key not in self._segments:
             kernel_s = self.coster.kernel_times(self.coster.grown(self._kv_advance(key)))
@@ -105,6 +156,28 @@ class StageAtBatch:
             self._segments[key] = kernel_segments(kernel_s, self.coster.dispatched, compute_s, memory_s, occupied,
                                                   self.flops, self.bytes, dev.synchronous)
         return self._segments[key]
+
+    def kind_segments(self, kind: CallKind) -> tuple[Segment, ...]:
+        """Segments of one call of `kind` (a non-KV stage)."""
+        if kind == FULL_CALL:
+            return self.segments(0) if self.stage.schedule is None else self._full_segments()
+        if kind not in self._kind_segments:
+            coster, flops, moved = self.kind_parts(kind)
+            self._kind_segments[kind] = self._segments_of(coster, flops, moved)
+        return self._kind_segments[kind]
+
+    def _full_segments(self) -> tuple[Segment, ...]:
+        if FULL_CALL not in self._kind_segments:
+            self._kind_segments[FULL_CALL] = self._segments_of(self.coster, self.flops, self.bytes)
+        return self._kind_segments[FULL_CALL]
+
+    def _segments_of(self, coster: GraphCoster, flops: np.ndarray, moved: np.ndarray) -> tuple[Segment, ...]:
+        dev = self.model.device
+        ops = coster.graph.ops
+        compute_s, memory_s = demands(flops, moved, ops, dev)
+        occupied = np.array([occupancy(op, self.attention, dev.sms) for op in ops])
+        return kernel_segments(coster.kernel_times(()), coster.dispatched, compute_s, memory_s, occupied, flops,
+                               moved, dev.synchronous)
 
 
 class ShiftedAt:

@@ -10,11 +10,13 @@ an arrival.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass
 
 from emulator.engine.device import Batch, Device
 from emulator.engine.request import Request
 from emulator.pipeline import Stage
+from emulator.schedules import join
 
 
 class BatchPolicy:
@@ -50,6 +52,26 @@ class BatchPolicy:
             if c == m.stage.calls:
                 finished = True
         return [m for m in members if m.calls_done == m.stage.calls] if finished else []
+
+    def positions(self, batch: Batch) -> list[int]:
+        """Each member's next call (0-based) of its stage."""
+        return [m.calls_done for m in batch.members]
+
+    def scheduled(self, batch: Batch) -> bool:
+        """Whether the batch's calls follow a per-call schedule (its members share the costed stage's key)."""
+        return batch.stage.schedule is not None
+
+    def call_kinds(self, batch: Batch) -> dict | None:
+        """Calls per kind of the batch's next `batch.calls` calls, or None without a schedule. Members at
+        different calls run one call together: it is costed as the heaviest of their kinds (the deepest
+        computed, guided if any member is), at the whole batch."""
+        if not self.scheduled(batch):
+            return None
+        members, at = batch.members, self.positions(batch)
+        counts: Counter = Counter()
+        for j in range(batch.calls):
+            counts[join(m.stage.kind(p + j) for m, p in zip(members, at))] += 1
+        return dict(counts)
 
     def ended(self, members: list[Request]) -> None:
         """These members of the last batch finished their stage (they still hold it)."""

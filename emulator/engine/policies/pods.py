@@ -17,6 +17,9 @@ Members join and leave at call boundaries. Each member holds the memory of
 its largest call (and its KV caches) while it is in the pod. The same
 configuration of members recurs every pass in steady state, so the advance
 from one call boundary to the next is memoized on the members' positions.
+Each member runs its own calls, so under a per-call schedule (step caching,
+guidance on part of the steps) each call is its own kind's kernels, exactly;
+the stagger is a fraction of the member's first loop call.
 """
 
 from __future__ import annotations

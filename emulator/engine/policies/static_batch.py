@@ -60,6 +60,12 @@ class StaticBatch(BatchPolicy):
                 return self.batch
         return wake
 
+    def scheduled(self, batch) -> bool:
+        """Padded members may come with different knobs: any member's schedule counts."""
+        if not self.params.pad:
+            return super().scheduled(batch)
+        return any(m.stage.schedule is not None for m in batch.members)
+
     @staticmethod
     def remember(batch):
         """Note the members' stages; nobody joins, so run calls back to back until the first member ends."""

@@ -14,6 +14,10 @@ Progress of a denoising batch is counted per batch, not per member: a key's
 calls are ticked, and a member's stage ends at the tick it joined plus the
 calls it had left, kept in a heap. A step then costs the same whether 2 or 64
 requests share it; decode batches count per member (their KV lengths matter).
+Under a per-call schedule (step caching, guidance on part of the steps)
+members at different steps run one call together, costed as the heaviest of
+their calls' kinds at the whole batch (`BatchPolicy.call_kinds`); each member's
+call is the key's tick less the tick at which it would have made its first.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class RunningBatch:
     ticks: int = 0  # calls run so far
     ends: list = field(default_factory=list)  # heap of (tick at which a member's stage ends, id, member)
     fresh: list[Request] = field(default_factory=list)  # members that joined since the last call
+    origin: dict = field(default_factory=dict)  # member id -> tick of its call 0: its call now is ticks - origin
 
 
 class StepBatch(BatchPolicy):
@@ -72,6 +77,10 @@ class StepBatch(BatchPolicy):
             run.batch.key = key
         return run.batch
 
+    def positions(self, batch) -> list[int]:
+        run = self.running[batch.key]
+        return [run.ticks - run.origin[m.id] for m in batch.members]
+
     def advance(self, batch, start_s: float) -> list:
         if batch.stage.kv_growth:
             return super().advance(batch, start_s)
@@ -94,6 +103,7 @@ class StepBatch(BatchPolicy):
             key = self.key_of(r)
             run = self.running[key]
             run.members.remove(r)
+            run.origin.pop(r.id, None)
             run.size -= r.stage.batch
             run.batch = None
             if run.members:
@@ -127,6 +137,7 @@ class StepBatch(BatchPolicy):
             size += r.stage.batch
             if not r.stage.kv_growth:
                 heapq.heappush(run.ends, (run.ticks + r.stage.calls - r.calls_done, r.id, r))
+                run.origin[r.id] = run.ticks - r.calls_done
                 run.fresh.append(r)
             run.batch = None
         if run is not None:
