@@ -4,12 +4,26 @@ A `ParallelPlan` gives one stage's degrees of parallelism, after Calculon's
 separation of model, execution plan and system: `ulysses` (sequence parallel,
 heads exchanged by all-to-all around attention), `ring` (ring attention: query
 blocks stay, key/value blocks travel), `cfg` (classifier-free guidance's
-conditional and unconditional passes on different GPUs) and `tensor`
-(Megatron tensor parallel); `degree` GPUs in all. A `Plan` maps stage names to
+conditional and unconditional passes on different GPUs), `tensor`
+(Megatron tensor parallel), `pipefusion` (xDiT's patch-level pipeline: the
+layers in `pipefusion` stages, the sequence in `patches` patches, default one
+per stage; `emulator.parallel.pipefusion`) and `spatial` (a VAE decoder's
+latent split by rows, DistVAE style; `emulator.parallel.spatial`); `degree`
+GPUs in all (`patches` is not a degree). A `Plan` maps stage names to
 plans; a stage it does not name runs on one GPU. `parse_plan` reads the
 command line's compact form, `transformer:ulysses=4,cfg=2` (several stages
 separated by `;`), and `check` refuses, in one line, a plan a stage's graph
-cannot take.
+cannot take:
+
+- ulysses x tensor must divide every attention's heads (valid degrees listed);
+- ring x ulysses must divide the longest self-attention's sequence;
+- tensor must divide the attention and MLP widths;
+- cfg is 2, with guidance batched (an even batch) or run as two calls;
+- pipefusion combines only with cfg, needs at most as many stages as layers
+  and at least as many patches as stages, and no more patches than tokens;
+  patches needs pipefusion;
+- spatial stands alone, on a stage with row-reading convolutions, at most
+  the latent's rows (valid degrees listed).
 """
 
 from __future__ import annotations
@@ -32,17 +46,26 @@ class ParallelPlan:
     ring: int = 1
     cfg: int = 1
     tensor: int = 1
+    pipefusion: int = 1
+    patches: int = 0  # PipeFusion's patches per step; 0: one per pipeline stage (xDiT's default)
+    spatial: int = 1
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or value < 1:
+            least = 0 if f.name == "patches" else 1
+            if not isinstance(value, int) or value < least:
                 raise UserError(f"parallel degree {f.name} must be a positive integer, got {value!r}")
 
     @property
     def degree(self) -> int:
         """GPUs the stage runs on: the product of the degrees."""
-        return self.ulysses * self.ring * self.cfg * self.tensor
+        return self.ulysses * self.ring * self.cfg * self.tensor * self.pipefusion * self.spatial
+
+    @property
+    def patch_count(self) -> int:
+        """Patches each PipeFusion step is split into (1 without PipeFusion)."""
+        return self.patches or self.pipefusion
 
     @property
     def sequence(self) -> int:
@@ -50,7 +73,8 @@ class ParallelPlan:
         return self.ulysses * self.ring
 
     def text(self) -> str:
-        parts = [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name) > 1]
+        parts = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                 if getattr(self, f.name) > 1 or (f.name == "patches" and self.patches)]
         return ",".join(parts) or "one GPU"
 
 
@@ -197,9 +221,30 @@ def check_cfg(stage: str, plan: ParallelPlan, guidance_mode: str | None, batch: 
         raise UserError(f"{stage}: cfg=2 needs an even number of calls (conditional, unconditional), got {calls}")
 
 
+def check_alone(stage: str, plan: ParallelPlan) -> None:
+    """PipeFusion combines with CFG only; the VAE's spatial split with nothing; patches need PipeFusion."""
+    if plan.patches and plan.pipefusion == 1:
+        raise UserError(f"{stage}: patches={plan.patches} is PipeFusion's patch count; give pipefusion=N too")
+    others = {"ulysses": plan.ulysses, "ring": plan.ring, "tensor": plan.tensor}
+    if plan.pipefusion > 1 and (plan.spatial > 1 or any(v > 1 for v in others.values())):
+        raise UserError(f"{stage}: pipefusion={plan.pipefusion} combines only with cfg, got {plan.text()}")
+    if plan.spatial > 1 and plan.degree != plan.spatial:
+        raise UserError(f"{stage}: spatial={plan.spatial} (VAE patch parallel) combines with no other degree, "
+                        f"got {plan.text()}")
+
+
 def check(stage: str, graph: OpGraph, plan: ParallelPlan, guidance_mode: str | None = None,
           batch: int = 1, calls: int = 1) -> None:
     """Refuse, as one UserError line, a plan this stage's graph cannot take."""
+    check_alone(stage, plan)
+    if plan.pipefusion > 1:
+        from emulator.parallel.pipefusion import check_pipefusion
+
+        check_pipefusion(stage, graph, plan)
+    if plan.spatial > 1:
+        from emulator.parallel.spatial import check_spatial
+
+        check_spatial(stage, graph, plan)
     check_heads(stage, graph, plan)
     check_ring(stage, graph, plan)
     check_tensor(stage, graph, plan)

@@ -5,16 +5,19 @@ one rank runs: its graph `shard`ed at the rank's batch (CFG with batched
 guidance halves the batch; CFG with guidance as two calls halves the calls:
 each rank runs one of the pair). `stage_summary` costs both the stage on one
 GPU and one rank's stage per request: the per-rank time (minus the ring's
-send/recvs hidden under the attention blocks they overlap), its communication
-time and share, and the speedup.
+send/recvs and PipeFusion's patch sends hidden under the attention they
+overlap, plus PipeFusion's pipeline bubble), its communication time and
+share, one rank's memory (`emulator.parallel.memory`) and the speedup.
 """
 
 from __future__ import annotations
 
 from emulator.cost import CostModel, stage_time
 from emulator.cost.runtime import EAGER, Runtime
+from emulator.parallel.memory import graph_memory
+from emulator.parallel.pipefusion import bubble_s, pipefusion_rank
 from emulator.parallel.plan import ParallelPlan, Plan, check
-from emulator.parallel.transforms import overlaps, shard
+from emulator.parallel.transforms import cfg_gathered, overlaps, shard
 from emulator.pipeline import Pipeline, Stage
 
 
@@ -46,14 +49,30 @@ def overlap_s(stage: Stage, model: CostModel) -> float:
     return per_call * stage.calls
 
 
+def warmup_step_s(single: Stage, rank: Stage, plan: ParallelPlan, model: CostModel, runtime: Runtime) -> float:
+    """One PipeFusion stage's call on the whole sequence (one patch), as the warm-up runs it."""
+    def build(batch: int):
+        g = single.build(batch)
+        return cfg_gathered(pipefusion_rank(g, plan, patches=1), g.ops[-1], plan)
+
+    whole = Stage(single.name, "PipeFusion warm-up", build, 1, rank.batch)
+    return stage_time(whole, model, runtime=runtime)[0].seconds - overlap_s(whole, model)
+
+
 def stage_summary(single: Stage, rank: Stage, plan: ParallelPlan, model: CostModel,
-                  runtime: Runtime = EAGER) -> dict:
-    """One GPU against one rank of `plan`, per request of the stage."""
+                  runtime: Runtime = EAGER, warmup_calls: int = 1) -> dict:
+    """One GPU against one rank of `plan`, per request of the stage; PipeFusion's first `warmup_calls`
+    calls run unpipelined (`emulator.parallel.pipefusion.bubble_s`)."""
     _, one = stage_time(single, model, runtime=runtime)
     first, per_rank = stage_time(rank, model, runtime=runtime)
     hidden = overlap_s(rank, model)
     comm = per_rank.by_category_s.get("Communication", 0.0)
-    seconds = per_rank.seconds - hidden
+    bubble = 0.0
+    if plan.pipefusion > 1:
+        step = first.seconds - hidden / rank.calls
+        bubble = bubble_s(step, warmup_step_s(single, rank, plan, model, runtime), plan, warmup_calls)
+    seconds = per_rank.seconds - hidden + bubble
+    memory = graph_memory(rank.graph(call=rank.calls - 1))
     return {
         "stage": single.name,
         "plan": plan.text(),
@@ -66,14 +85,24 @@ def stage_summary(single: Stage, rank: Stage, plan: ParallelPlan, model: CostMod
         "communication_s": comm,
         "communication_hidden_s": hidden,
         "communication_share": (comm - hidden) / seconds if seconds else 0.0,
+        "pipeline_bubble_s": bubble,
         "speedup": one.seconds / seconds if seconds else 0.0,
+        "memory_per_rank": memory,
+        "memory_one_gpu": graph_memory(single.graph(call=single.calls - 1)),
     }
+
+
+def warmup_calls(pipeline: Pipeline, rank: Stage) -> int:
+    """Calls of PipeFusion's one warm-up step: a rank's calls per denoising step (two with guidance as two
+    calls on one rank), 1 where the pipeline states no steps."""
+    steps = pipeline.params.get("steps")
+    return max(1, rank.calls // steps) if steps else 1
 
 
 def summary(pipeline: Pipeline, plan: Plan, model: CostModel, runtime: Runtime = EAGER) -> dict:
     """Per planned stage and per request: one GPU against the plan's ranks (unplanned stages on one GPU)."""
     ranks = rank_pipeline(pipeline, plan)
-    stages = [stage_summary(s, r, plan.for_stage(s.name), model, runtime)
+    stages = [stage_summary(s, r, plan.for_stage(s.name), model, runtime, warmup_calls(pipeline, r))
               for s, r in zip(pipeline.stages, ranks.stages) if plan.for_stage(s.name).degree > 1]
     planned = {s["stage"] for s in stages}
     rest = sum(stage_time(s, model, runtime=runtime)[1].seconds for s in pipeline.stages if s.name not in planned)
@@ -93,5 +122,16 @@ def summary_text(p: dict) -> list[str]:
                      f"{s['per_rank_s']:.4g} s per request per rank (one GPU {s['one_gpu_s']:.4g} s), "
                      f"communication {100 * s['communication_share']:.1f}%"
                      + (f" ({s['communication_hidden_s']:.3g} s hidden under attention)"
-                        if s["communication_hidden_s"] else "") + f", speedup {s['speedup']:.2f}x")
+                        if s["communication_hidden_s"] else "")
+                     + (f", pipeline bubble {s['pipeline_bubble_s']:.3g} s" if s["pipeline_bubble_s"] else "")
+                     + f", speedup {s['speedup']:.2f}x")
+        lines.append("    " + memory_text(s["memory_per_rank"], s["memory_one_gpu"]))
     return lines
+
+
+def memory_text(rank: dict, one: dict) -> str:
+    """One line: a rank's weights, peak activations and K/V against one GPU's."""
+    gib = 2 ** 30
+    parts = [f"{what} {rank[key] / gib:.3g} GiB (one GPU {one[key] / gib:.3g})" for what, key in
+             (("weights", "weight_bytes"), ("peak activations", "activation_peak_bytes"), ("K/V", "kv_bytes"))]
+    return f"memory per rank: {', '.join(parts)}, total {rank['total_bytes'] / gib:.3g} GiB"

@@ -6,7 +6,8 @@ communication (`emulator.shapes.Collective`, message sizes as NCCL counts them):
 - Ulysses (U ranks): ops outside attention carry ceil(L / U) of the L tokens
   (the sequence padded to U blocks); each long self-attention runs on heads / U
   over the whole sequence, with an all-to-all of q, k and v before it and of
-  its output after it, each of one rank's [B, L / U, H x d] buffer.
+  its output after it, each of one rank's [B, L / U, H x d] buffer (k and v:
+  its K/V heads, at least one per rank, under grouped-query attention).
   Cross-attention keeps its text keys whole and runs on the rank's queries.
 - Ring (R ranks): the attention runs R times, on L / R queries against
   successive key/value blocks of L / R tokens; R - 1 send/recv steps move the
@@ -25,6 +26,10 @@ communication (`emulator.shapes.Collective`, message sizes as NCCL counts them):
   stage's calls halved, with guidance run as two calls, see
   `emulator.parallel.stage`); one all-gather of the output per call follows.
 
+- PipeFusion (P stages, M patches): `emulator.parallel.pipefusion`; with CFG
+  the pair's outputs are gathered as above.
+- Spatial (a VAE decoder's rows over P ranks): `emulator.parallel.spatial`.
+
 A plan with every degree 1 returns the graph itself.
 """
 
@@ -37,6 +42,7 @@ import networkx as nx
 
 from emulator.graph import OpGraph
 from emulator.ops import Op
+from emulator.parallel.pipefusion import pipefusion_rank, send_overlaps
 from emulator.parallel.plan import ParallelPlan
 from emulator.parallel.roles import Sequences, TensorRoles, sequences, tensor_roles, token_length
 from emulator.shapes import Attention, Collective, Elementwise, Linear, Norm, Softmax
@@ -156,8 +162,11 @@ def long_attention(op: Op, ctx: Context) -> Piece:
     inner = split_heads(a, ctx.plan.tensor * u, q_len=local * u, kv_len=local * u)  # [B, heads / U, L / R, d]
     ops: list[Op] = []
     edges: list[tuple[str, str]] = []
+    # K and V carry the K/V heads (grouped-query attention: fewer; repeated where a rank would get none)
+    kv_buffer = a.batch * local * inner.key_value_heads * u * a.head_dim
     if u > 1:
-        ops = [comm(f"{op.name}.ulysses.all_to_all_{x}", "all_to_all", buffer, u, ctx.dtype) for x in "qkv"]
+        ops = [comm(f"{op.name}.ulysses.all_to_all_{x}", "all_to_all", size, u, ctx.dtype)
+               for x, size in zip("qkv", (buffer, kv_buffer, kv_buffer))]
         q_src, kv_src = (ops[0].name,), (ops[1].name, ops[2].name)
     else:
         q_src = kv_src = ()
@@ -223,6 +232,12 @@ def shard(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
     """The graph one rank runs under `plan` (`graph` built at the rank's batch); degree 1: `graph` itself."""
     if plan.degree == 1 or not graph.ops:
         return graph
+    if plan.spatial > 1:
+        from emulator.parallel.spatial import spatial_rank
+
+        return spatial_rank(graph, plan)
+    if plan.pipefusion > 1:
+        return cfg_gathered(pipefusion_rank(graph, plan), graph.ops[-1], plan)
     ctx = context(graph, plan)
     pieces = {op.name: piece(op, ctx) for op in graph.ops}
     structure = nx.DiGraph()
@@ -241,6 +256,18 @@ def shard(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
     return OpGraph(ops, nx.freeze(structure))
 
 
+def cfg_gathered(graph: OpGraph, output: Op, plan: ParallelPlan) -> OpGraph:
+    """`graph` followed by the CFG pair's all-gather of the call's output (`output`, the single-device graph's
+    last op); `graph` itself without CFG."""
+    if plan.cfg == 1:
+        return graph
+    gather = comm(f"{output.name}.cfg.all_gather", "all_gather", plan.cfg * output.shape.output_elements,
+                  plan.cfg, output.dtype)
+    structure = nx.DiGraph(graph.structure)
+    structure.add_edge(graph.ops[-1].name, gather.name)
+    return OpGraph(graph.ops + (gather,), nx.freeze(structure))
+
+
 def ulysses(graph: OpGraph, degree: int) -> OpGraph:
     return shard(graph, ParallelPlan(ulysses=degree))
 
@@ -255,8 +282,9 @@ def tensor_parallel(graph: OpGraph, degree: int) -> OpGraph:
 
 def overlaps(graph: OpGraph) -> tuple[tuple[str, str], ...]:
     """(communication, compute) pairs that run at the same time: each ring K/V send/recv and the partial
-    attention computing while it moves the next block."""
-    pairs = []
+    attention computing while it moves the next block; each PipeFusion patch send and the next patch's
+    first attention."""
+    pairs = send_overlaps(graph)
     for op in graph.ops:
         head, sep, step = op.name.rpartition(".ring.kv.")
         if sep and isinstance(op.shape, Collective):
