@@ -211,8 +211,8 @@ def parser() -> Parser:
     d.add_argument("--runtime", default="eager", help="how the model is run: eager (the host dispatches op by op, "
                    "the default) or cuda-graphs (one graph launch per call; not on a CPU)")
     d.add_argument("--parallel", metavar="STAGE:DEGREE=N,...", help="also cost one rank of a multi-GPU plan "
-                   "per stage, e.g. transformer:ulysses=4,cfg=2 (degrees ulysses, ring, cfg, tensor; stages "
-                   "separated by ';')")
+                   "per stage, e.g. transformer:ulysses=4,cfg=2 (degrees ulysses, ring, cfg, tensor, pipefusion "
+                   "with patches=M, spatial for a VAE decoder; stages separated by ';')")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.add_argument("--max-work", type=positive_number, default=MAX_WORK,
                    help=f"refuse requests whose costing takes more op calls (ops x calls) than this; default {MAX_WORK:g}")
