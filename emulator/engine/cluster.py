@@ -6,7 +6,8 @@ is routed to a device of the group of its current stage and stays on that
 device for its following stages of the same group (its KV cache lives there);
 when its next stage belongs to another group it is routed again. A request
 that can never fit on a device of some stage's group is rejected on arrival,
-with the reason.
+with the reason. Under a gang policy each group has a `GangScheduler`
+(`emulator.engine.gangs`) in place of routing and per-device policies.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import simpy
 
 from emulator.cost.model import CostModel
 from emulator.engine.device import Device
+from emulator.engine.gangs import GangScheduler, GangSetup, gang_weights_bytes
 from emulator.engine.request import Request, RequestClass
 from emulator.engine.stepcost import StepCosts
 from emulator.errors import UserError
@@ -26,8 +28,10 @@ GB = 1e9
 
 class Cluster:
     def __init__(self, env: simpy.Environment, groups: list[tuple[str, int, tuple[str, ...] | None, CostModel]],
-                 classes: list[RequestClass], costs: dict[str, StepCosts], router: str, make_policy, metrics):
-        """groups: (name, devices, stage names or None, cost model); costs: StepCosts per group name."""
+                 classes: list[RequestClass], costs: dict[str, StepCosts], router: str, make_policy, metrics,
+                 gangs: GangSetup | None = None, node_sizes: tuple[int, ...] = ()):
+        """groups: (name, devices, stage names or None, cost model); costs: StepCosts per group name; gangs: a
+        gang policy's setup (then node_sizes: GPUs per node of each group)."""
         self.env, self.metrics, self.router = env, metrics, router
         self.classes = classes
         self.placement: dict[str, int] = {}  # stage name -> group index
@@ -39,16 +43,24 @@ class Cluster:
                 self.placement[name] = gi
         self.default_group = default
         self.groups: list[list[Device]] = []
+        self.gangs: list[GangScheduler | None] = []  # per group, under a gang policy
         index = itertools.count()
         for gi, (name, n, _, model) in enumerate(groups):
-            weights = self.weights_bytes(gi, classes)
+            if gangs is None:
+                weights = self.weights_bytes(gi, classes)
+            else:
+                weights = gang_weights_bytes(self, gi, classes, gangs, node_sizes[gi], n)
             if weights > model.device.memory_bytes:
                 raise UserError(f"cluster group {name}: the weights of the models it serves ({weights / GB:.1f} GB) "
                                 f"exceed the {model.device.name}'s {model.device.memory_bytes / GB:.0f} GB")
             devices = [Device(env, next(index), gi, model, costs[name], weights, self) for _ in range(n)]
-            for d in devices:
-                d.policy = make_policy(d)
-                env.process(d.policy.serve(d))
+            if gangs is None:
+                for d in devices:
+                    d.policy = make_policy(d)
+                    env.process(d.policy.serve(d))
+                self.gangs.append(None)
+            else:
+                self.gangs.append(GangScheduler(env, self, gi, devices, node_sizes[gi], gangs))
             self.groups.append(devices)
         self.devices = [d for g in self.groups for d in g]
         self._rr = [0] * len(groups)
@@ -105,6 +117,9 @@ class Cluster:
 
     def route(self, r: Request) -> None:
         gi = self.group_of(r.stage.name)
+        if self.gangs[gi] is not None:
+            self.gangs[gi].enqueue(r)
+            return
         devices = self.groups[gi]
         if len(devices) == 1:
             d = devices[0]
@@ -126,24 +141,31 @@ class Cluster:
     def stage_done(self, r: Request, device: Device) -> None:
         """r finished its current stage on `device`: next stage here, elsewhere, or done."""
         here = device.group
-        if r.stage_index == r.cls.prefill_index:  # a prefill emits the first output token
-            r.first_token_s = r.last_token_s = self.env.now
-        finished = not r.next_stage()
-        there = None if finished else self.group_of(r.stage.name)
-        if there != here:
+        stays = self.stage_ends(r, here)
+        if not stays:
             device.release(r)
             device.assigned -= 1
-        if finished:
+            self.left_group(r, here)
+        else:
+            device.enqueue(r)
+
+    def stage_ends(self, r: Request, here: int) -> bool:
+        """r's current stage ended: note a prefill's first token, move it on; whether its next stage is here."""
+        if r.stage_index == r.cls.prefill_index:  # a prefill emits the first output token
+            r.first_token_s = r.last_token_s = self.env.now
+        return r.next_stage() and self.group_of(r.stage.name) == here
+
+    def left_group(self, r: Request, here: int) -> None:
+        """r left group `here` (its device released): done, or routed to its next stage's group."""
+        if r.stage_index == len(r.cls.pipeline.stages):
             r.done_s = self.env.now
             r.device = None
             self.metrics.completed(r)
             if r.on_done is not None:
                 r.on_done.succeed()
-        elif there == here:
-            device.enqueue(r)
         else:
             self.route(r)
 
     def in_flight(self) -> int:
-        """Requests on some device now (queued, admitted or running), counted from the devices."""
-        return sum(d.assigned for d in self.devices)
+        """Requests on some device or in a gang queue now (queued, admitted or running)."""
+        return sum(d.assigned for d in self.devices) + sum(g.assigned for g in self.gangs if g is not None)

@@ -46,6 +46,7 @@ class Device:
         self.assigned = 0  # requests routed here that have not left (the router's load)
         self.cluster = cluster
         self.policy = None
+        self.node = 0  # node of its group (gang placement; `emulator.engine.gangs`)
         self._wake: simpy.Event | None = None
         self._resident: dict[tuple[int, int], int] = {}  # (class, group) -> resident bytes
 
@@ -87,6 +88,14 @@ class Device:
         r.held_bytes = held
         self.reserved_bytes += held
         self._check()
+
+    def hold(self, n_bytes: int) -> None:
+        """Reserve `n_bytes` (a gang rank's share of a request's KV cache) until `unhold`."""
+        self.reserved_bytes += n_bytes
+        self._check()
+
+    def unhold(self, n_bytes: int) -> None:
+        self.reserved_bytes -= n_bytes
 
     def release(self, r: Request) -> None:
         if r.held_bytes is not None:

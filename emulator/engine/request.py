@@ -73,6 +73,7 @@ class Request:
     kv_offset: int = 0  # of the current stage: KV positions ahead of the stage its calls are costed as
     on_done: object = None  # closed-loop users wait on this SimPy event
     held_bytes: int | None = None  # memory reserved on its device while admitted there (None: not admitted)
+    gang: int = 1  # most devices it held at once (gang policies)
     stage: Stage = field(init=False)  # the current stage (kept as a field: the engine reads it every step)
 
     def __post_init__(self) -> None:

@@ -39,6 +39,7 @@ from emulator.cost.runtime import DEFAULT_RUNTIME, RUNTIMES, runtime
 from emulator.devices import DEFAULT_DEVICE, catalog, catalog_hint
 from emulator.engine.lengths import LENGTH_KEYS, Lengths, bounds, check_dist, round_prompt
 from emulator.engine.policies import POLICIES
+from emulator.engine.topology import check_gangs, with_topology
 from emulator.engine.schema import convert, fail, parse, type_name
 from emulator.errors import UserError, clip, excerpt
 
@@ -63,6 +64,7 @@ class TrafficClass:
     lengths: Lengths | None = None  # per-request prompt_tokens / output_tokens distributions
     ttft_slo_s: float | None = field(default=None, metadata={"above": 0})  # time to first token
     tpot_slo_s: float | None = field(default=None, metadata={"above": 0})  # time per output token
+    parallel: dict[str, str] = field(default_factory=dict)  # stage name -> plan, "ulysses=4,cfg=2" (gangs)
 
     @property
     def module_preset(self) -> str | None:
@@ -90,6 +92,8 @@ class Group:
     stages: tuple[str, ...] | None = None  # stage names served here; None: every stage no other group claims
     device: str | None = None  # overrides the scenario's device
     price_per_hour_usd: float | None = field(default=None, metadata={"min": 0})  # per device; overrides the cluster's
+    gpus_per_node: int | None = field(default=None, metadata={"min": 1})  # default: cluster's, else the catalog's
+    parallel: dict[str, str] = field(default_factory=dict)  # stage name -> plan for every class served here
 
 
 Router = Literal["round-robin", "least-loaded", "bucket-affinity"]
@@ -103,6 +107,8 @@ class Cluster:
     devices: int = field(default=1, metadata={"min": 1})  # when no groups are given: one group of this many
     router: Router = "round-robin"
     groups: tuple[Group, ...] | None = None
+    nodes: int | None = field(default=None, metadata={"min": 1})  # without groups: nodes x gpus_per_node devices
+    gpus_per_node: int | None = field(default=None, metadata={"min": 1})  # default: the device catalog's
     price_per_hour_usd: float | None = field(default=None, metadata={"min": 0})  # per device; default: the catalog's
 
 
@@ -151,7 +157,7 @@ class Scenario:
 
     @property
     def groups(self) -> tuple[Group, ...]:
-        return self.cluster.groups or (Group("all", self.cluster.devices),)
+        return self.cluster.groups or (Group("all", self.cluster.devices, gpus_per_node=self.cluster.gpus_per_node),)
 
     @property
     def resolution_s(self) -> float:
@@ -488,7 +494,9 @@ def scenario_from_data(data: Any, base_dir: str = ".", where: str = "scenario") 
         check_name(s.name, "name")
         if not s.traffic:
             fail("traffic", "at least one traffic class is needed")
+        s = with_topology(s)
         check_cross_fields(s)
+        check_gangs(s)
         return s
     except UserError as e:
         message = str(e).removeprefix("scenario.")

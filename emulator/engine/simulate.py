@@ -3,7 +3,8 @@
 `simulate_policy` builds a fresh SimPy environment, cluster and arrival
 processes for one policy, runs to the horizon (or until drained), checks that
 every arrived request is accounted for, and writes `summary.json`,
-`requests.csv`, `timeseries.csv` (and `trace.json`); a summary says per device
+`requests.csv`, `timeseries.csv` (and `trace.json`; under a gang policy
+`emulator.engine.gang_metrics`' outputs); a summary says per device
 where its kernel times come from (`cost_sources`), and the runtime when it is
 not the default (eager). Pipelines, cost models and
 memoized step costs are built once per scenario and shared by its policies.
@@ -31,12 +32,16 @@ from emulator.cost.runtime import DEFAULT_RUNTIME
 from emulator.engine.arrivals import start_arrivals
 from emulator.engine.cluster import Cluster
 from emulator.engine.columns import METRICS, TOKEN_TABLE
+from emulator.engine.gang_metrics import GangMetrics
+from emulator.engine.gangs import GangSetup, RankStages
 from emulator.engine.metrics import Metrics
 from emulator.engine.policies import POLICIES
+from emulator.engine.policies.gang import GangPolicy
 from emulator.engine.price import run_cost
 from emulator.engine.request import RequestClass
 from emulator.engine.scenario import PolicySpec, Scenario, length_ranges, resolve_path
 from emulator.engine.stepcost import StepCosts
+from emulator.engine.topology import node_size, stage_plans
 from emulator.engine.variants import Sharing, Shared, Variants
 from emulator.errors import UserError, clip
 
@@ -51,6 +56,7 @@ class Context:
     shared: Shared = field(default_factory=Shared)
     costs: dict[str, StepCosts] = field(default_factory=dict)  # per device spec
     sources: dict[str, dict] = field(default_factory=dict)  # per device spec: where its kernel times come from
+    rank_stages: RankStages = field(default_factory=RankStages)  # gangs' rank graphs, made once
 
     def __post_init__(self):
         from emulator.cost import cost_model, runtime
@@ -96,7 +102,8 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
                     trace: bool = False, progress: bool = False) -> dict:
     """One policy on the scenario's traffic: its outputs written into `out_dir`, its summary returned."""
     s = ctx.scenario
-    metrics = Metrics(out_dir, s.resolution_s, trace)
+    gangs = issubclass(POLICIES[spec.policy], GangPolicy)
+    metrics = (GangMetrics if gangs else Metrics)(out_dir, s.resolution_s, trace)
     try:
         end_s = replay(ctx, spec, metrics, seed, progress)
         metrics.finish(end_s)
@@ -129,8 +136,12 @@ def replay(ctx: Context, spec: PolicySpec, metrics: Metrics, seed: int, progress
     klass = POLICIES[spec.policy]
     groups = [(g.name, g.devices, g.stages, ctx.costs[g.device or s.device].model) for g in s.groups]
     costs = {g.name: ctx.costs[g.device or s.device] for g in s.groups}
+    setup = None
+    if issubclass(klass, GangPolicy):
+        setup = GangSetup(klass(spec.params), tuple(stage_plans(s, t) for t in s.traffic), ctx.rank_stages)
     cluster = Cluster(env, groups, ctx.classes, costs, spec.router or s.cluster.router,
-                      lambda device: klass(spec.params, device), metrics)
+                      lambda device: klass(spec.params, device), metrics, setup,
+                      tuple(node_size(s, g) for g in s.groups))
     metrics.attach(cluster.devices)
     ids = itertools.count()
     for v, t in zip(ctx.variants, s.traffic):

@@ -7,6 +7,7 @@ share that loop (`base.BatchPolicy`) and differ in `next_batch` alone.
 
 from emulator.engine.policies.buckets import Buckets
 from emulator.engine.policies.fcfs import Fcfs
+from emulator.engine.policies.gang import AdaptiveGang, Gang
 from emulator.engine.policies.pods import Pods
 from emulator.engine.policies.static_batch import StaticBatch
 from emulator.engine.policies.step_batch import StepBatch
@@ -17,4 +18,6 @@ POLICIES: dict[str, type] = {
     "step-batch": StepBatch,
     "buckets": Buckets,
     "pods": Pods,
+    "gang": Gang,
+    "gang-adaptive": AdaptiveGang,
 }
