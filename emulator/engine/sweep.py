@@ -37,7 +37,7 @@ import numpy as np
 
 from emulator.engine.scenario import read_yaml
 from emulator.engine.schema import fail, parse, type_name
-from emulator.engine.columns import COLUMNS, metric_values
+from emulator.engine.columns import COLUMNS, COST_COLUMNS, COST_METRICS, metric_values
 from emulator.errors import Interrupted, UserError, clip
 
 PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
@@ -235,13 +235,14 @@ def run_one(base: dict, base_dir: str, run: Run, sweep_name: str) -> list[dict]:
     rows = []
     for s in summaries:
         row = {**head, "policy": s["policy"], "error": ""}
+        row.update(metric_values(s, COST_METRICS))
         row.update(metric_values(s))
         rows.append(row)
     return rows
 
 
 def columns(sweep: SweepFile) -> list[str]:
-    return ["run_id", "seed", *sweep.axes, "policy", "error", *COLUMNS]
+    return ["run_id", "seed", *sweep.axes, "policy", "error", *COST_COLUMNS, *COLUMNS]
 
 
 def finished_runs(path: Path, cols: list[str]) -> set[int]:
