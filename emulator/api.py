@@ -1,4 +1,4 @@
-"""The scripting API: `simulate(scenario)` and `sweep(sweep_file)`, returning pandas tables.
+"""The scripting API: `simulate(scenario)`, `sweep(sweep_file)` and `search(study_file)`, returning pandas tables.
 
     from emulator import simulate, sweep
     result = simulate("configs/pods.yaml")        # or a dict in the scenario format
@@ -6,6 +6,8 @@
     result.requests, result.timeseries             # every request, every time bin (column policy)
     result.summaries                               # each policy's summary.json, nested, in full
     table = sweep("configs/sweep-pods.yaml", workers=2)   # one row per run and policy, the same metric columns
+    found = search("configs/search-video-slo.yaml")       # the cheapest configuration meeting a p99 SLO
+    found.configs, found.points, found.best              # DataFrames, and the best configuration's row
 
 pandas (and simpy) are imported when these are called, not when `emulator` is.
 """
@@ -53,9 +55,9 @@ def summary_table(summaries: list[dict]):
     """One row per policy: who it is, every metric column sweep tables have too, then its parameters."""
     import pandas as pd
 
-    from emulator.engine.columns import IDENTITY, metric_values
+    from emulator.engine.columns import COST_METRICS, IDENTITY, metric_values
 
-    return pd.DataFrame([{**{k: s[k] for k in IDENTITY}, **metric_values(s),
+    return pd.DataFrame([{**{k: s[k] for k in IDENTITY}, **metric_values(s), **metric_values(s, COST_METRICS),
                           **{f"params.{k}": v for k, v in s["params"].items()}} for s in summaries])
 
 
@@ -68,3 +70,30 @@ def sweep(sweep_file: str | Path, out: str | Path | None = None, workers: int | 
     with tempfile.TemporaryDirectory() as tmp:
         results = execute(spec, base, base_dir, Path(out) if out else Path(tmp), workers, ray, progress)
         return read_table(results)
+
+
+@dataclass
+class SearchResult:
+    configs: object  # DataFrame, one row per configuration: status, smallest meeting count, its metrics; best first
+    points: object  # DataFrame, one row per simulated (configuration, count): meets, pareto, p99, costs
+    best: dict | None  # the cheapest configuration meeting the SLO (a row of configs), or None
+    simulations: int  # simulations run
+    grid_size: int  # simulations the full grid would run
+    max_rate: dict | None  # the highest load the best configuration meets the SLO at (when the study asks)
+
+
+def search(study_file: str | Path, out: str | Path | None = None, workers: int | None = None,
+           ray: str | None = None, progress: bool = False, exhaustive: bool = False) -> SearchResult:
+    """Run a search study (configs/search-*.yaml); writes its files into `out` when given."""
+    import pandas as pd
+
+    from emulator.engine.search import load_study, search as run_search
+
+    study, base, base_dir = load_study(study_file)
+    outcome = run_search(study, base, base_dir, workers, ray, progress, exhaustive)
+    if out is not None:
+        from emulator.engine.search_report import write
+
+        write(outcome, Path(out))
+    return SearchResult(pd.DataFrame(outcome.configs), pd.DataFrame(outcome.points), outcome.best,
+                        outcome.simulations, outcome.grid_size, outcome.max_rate)
