@@ -1,4 +1,5 @@
-"""The command line: `python -m emulator list | devices | describe WORKLOAD ... | run SCENARIO.yaml ... | sweep SWEEP.yaml`.
+"""The command line: `python -m emulator list | devices | describe WORKLOAD ... | run SCENARIO.yaml ... | sweep SWEEP.yaml
+| search STUDY.yaml`.
 
 User errors print one line and exit with code 2, Ctrl-C one line and code 130;
 the workload suite is imported only by the commands that need it.
@@ -172,6 +173,33 @@ def cmd_sweep(args) -> None:
           + (f"; plots: {', '.join(p.name for p in plots)}" if plots else ""))
 
 
+def cmd_search(args) -> None:
+    from pathlib import Path
+
+    from emulator.engine.search import load_study, search
+    from emulator.engine.search_report import table, write
+
+    study, base, base_dir = load_study(args.study)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be a positive integer, got {args.workers}")
+    out = Path(args.out or Path("results") / study.name)
+    outcome = search(study, base, base_dir, args.workers, args.ray, progress=True, exhaustive=args.exhaustive)
+    files = write(outcome, out)
+    try:
+        from emulator.engine.search_plots import plot
+
+        files.append(plot(outcome, out))
+    except ImportError:
+        print("matplotlib is not installed: no pareto.png (pip install -e '.[experiments]')", file=sys.stderr)
+    print(table(outcome))
+    rate = outcome.max_rate
+    if rate:
+        print(f"max rate of the cheapest: {rate['rate']:.4g} on {rate['axis']}"
+              + (" (the highest tried)" if rate["bounded_by_high"] else ""))
+    print(f"{study.name}: {outcome.simulations} simulations of the full grid's {outcome.grid_size}; "
+          f"files: {', '.join(str(f) for f in files)}")
+
+
 def parser() -> Parser:
     p = Parser(prog="emulator", description="Emulator of multi-modal generative AI inference.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -232,6 +260,13 @@ def parser() -> Parser:
                    "the first two)")
     w.add_argument("--metric", default="latency_p99_s", help="metric of heatmap.png (default latency_p99_s)")
     w.set_defaults(run=cmd_sweep, interrupted="finished runs are kept in results.csv; run again to resume")
+    q = sub.add_parser("search", help="the cheapest configuration meeting a p99 SLO at a load (pruned search)")
+    q.add_argument("study", help="search study YAML file (see configs/search-*.yaml)")
+    q.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    q.add_argument("--ray", help="run as Ray tasks: auto (a running cluster, else a local one) or an ADDRESS")
+    q.add_argument("--out", help="results directory (default results/<study name>/)")
+    q.add_argument("--exhaustive", action="store_true", help="run the full grid instead of pruning (to check it)")
+    q.set_defaults(run=cmd_search)
     return p
 
 
