@@ -84,8 +84,11 @@ def stage_summary(single: Stage, rank: Stage, plan: ParallelPlan, model: CostMod
         "per_rank_call_s": first.seconds - hidden / rank.calls,
         "communication_s": comm,
         "communication_hidden_s": hidden,
-        "communication_share": (comm - hidden) / seconds if seconds else 0.0,
+        "communication_share": max(0.0, comm - hidden) / seconds if seconds else 0.0,
         "pipeline_bubble_s": bubble,
+        "host_idle_s": per_rank.host_idle_s,  # the rank's device waiting for the host's dispatch
+        "attention_s": per_rank.by_category_s.get("Attention", 0.0),
+        "one_gpu_attention_s": one.by_category_s.get("Attention", 0.0),
         "speedup": one.seconds / seconds if seconds else 0.0,
         "memory_per_rank": memory,
         "memory_one_gpu": graph_memory(single.graph(call=single.calls - 1)),
