@@ -14,6 +14,7 @@ from experiments import (
     fsdp_training,
     image_size,
     memory,
+    parallel_scaling,
     prefill_decode,
     roofline,
     seqlen,
@@ -22,5 +23,5 @@ from experiments import (
 )
 
 EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
-                                   temporal, fsdp_training, device_choice, dit_breakdown, dit_attention_share,
-                                   dit_memory)}
+                                   temporal, fsdp_training, device_choice, parallel_scaling,
+                                   dit_breakdown, dit_attention_share, dit_memory)}
