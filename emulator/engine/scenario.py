@@ -35,13 +35,16 @@ from typing import Any, Literal
 import yaml
 
 from emulator.attention import ATTENTION_IMPLEMENTATIONS, DEFAULT_ATTENTION
-from emulator.cost.runtime import DEFAULT_RUNTIME, RUNTIMES, runtime
+from emulator.cost.runtime import CUDA_GRAPHS, DEFAULT_RUNTIME, RUNTIMES, runtime
 from emulator.devices import DEFAULT_DEVICE, catalog, catalog_hint
 from emulator.engine.lengths import LENGTH_KEYS, Lengths, bounds, check_dist, round_prompt
 from emulator.engine.policies import POLICIES
 from emulator.engine.topology import check_gangs, with_topology
 from emulator.engine.schema import convert, fail, parse, type_name
 from emulator.errors import UserError, clip, excerpt
+
+
+SERVING_RUNTIME = CUDA_GRAPHS.name  # the default of a scenario with autoregressive traffic (with_serving_runtime)
 
 
 @dataclass(frozen=True)
@@ -342,6 +345,25 @@ def autoregressive(t: TrafficClass) -> bool:
     return any(st.kv_growth for st in t.pipeline().stages)
 
 
+def with_serving_runtime(s: Scenario, named: bool) -> Scenario:
+    """A scenario that names no runtime runs as LLM serving engines run: `cuda-graphs` when some traffic class
+    decodes autoregressively and every device has a host of its own (a CPU has none), else `eager`."""
+    from dataclasses import replace
+
+    from emulator.cost import cost_model
+
+    if named:
+        return s
+    try:
+        decodes = any(autoregressive(t) for t in s.traffic)
+        specs = {g.device or s.device for g in s.groups}
+        devices = [catalog()[x] if x in catalog() else cost_model(resolve_path(s, x), s.attention).device
+                   for x in specs]
+    except UserError:
+        return s  # check_cross_fields names the defect
+    return replace(s, runtime=SERVING_RUNTIME) if decodes and not any(d.synchronous for d in devices) else s
+
+
 def check_token_slos(t: TrafficClass, where: str) -> None:
     for key in ("ttft_slo_s", "tpot_slo_s"):
         if getattr(t, key) is not None and not autoregressive(t):
@@ -491,6 +513,7 @@ def scenario_from_data(data: Any, base_dir: str = ".", where: str = "scenario") 
             fail("policies", "missing")
         specs = parse_policies(data["policies"])
         s = parse(Scenario, {**data, "base_dir": base_dir}, "scenario", parsed={"policies": specs})
+        s = with_serving_runtime(s, "runtime" in data)
         check_name(s.name, "name")
         if not s.traffic:
             fail("traffic", "at least one traffic class is needed")
