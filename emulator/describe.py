@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from emulator.attention import DEFAULT_ATTENTION, SHAPE_CLASSES, shape_class
-from emulator.cost import CostModel
+from emulator.cost import CostModel, stage_time
 from emulator.cost.model import TIME_SOURCES
 from emulator.cost.runtime import EAGER, Runtime
 from emulator.cost.costing import source_text
@@ -68,7 +68,8 @@ def component(stage: Stage, model: CostModel | None = None, runtime: Runtime = E
     per_request = stage.request_totals()
     timing = {}
     if model is not None:
-        first, request = scheduled_stage_time(stage, model, runtime=runtime)
+        timed = stage_time if stage.schedule is None else scheduled_stage_time  # a schedule: costed per kind
+        first, request = timed(stage, model, runtime=runtime)
         timing = {
             "time_per_call_s": first.seconds,
             "time_per_request_s": request.seconds,
