@@ -18,10 +18,11 @@ from experiments import (
     prefill_decode,
     roofline,
     seqlen,
+    step_caching,
     taxonomy,
     temporal,
 )
 
 EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
                                    temporal, fsdp_training, device_choice, parallel_scaling,
-                                   dit_breakdown, dit_attention_share, dit_memory)}
+                                   dit_breakdown, dit_attention_share, dit_memory, step_caching)}
