@@ -24,5 +24,5 @@ from experiments import (
 )
 
 EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
-                                   temporal, fsdp_training, device_choice, parallel_scaling,
-                                   dit_breakdown, dit_attention_share, dit_memory, step_caching)}
+                                   temporal, fsdp_training, device_choice, parallel_scaling, step_caching,
+                                   dit_breakdown, dit_attention_share, dit_memory)}
