@@ -53,7 +53,8 @@ def expected(prompt: int, output: int) -> tuple[float, float]:
     return ttft, tpot
 
 
-POLICIES = [{"policy": "fcfs"}, {"policy": "static-batch"}, {"policy": "step-batch"}, {"policy": "pods"}]
+POLICIES = [{"policy": "fcfs"}, {"policy": "static-batch"}, {"policy": "step-batch"}, {"policy": "pods"},
+            {"policy": "chunked-prefill"}]  # a lone prompt is one chunk (64 tokens, under the 512 budget)
 
 
 @pytest.mark.parametrize("how", ["knobs", "lengths"])

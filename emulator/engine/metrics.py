@@ -24,6 +24,12 @@ gaps of all requests. Other requests leave these blank in requests.csv and out
 of the summaries (None when no request has them). A class's SLOs (end to end,
 TTFT, TPOT, whichever it sets) are met when all are; the attainment counts
 completed requests of classes with any SLO.
+
+A policy that pages the KV cache (`chunked-prefill`) reports its blocks in use
+and its pool (`kv`): each bin's `kv_GB` is the most in use during the bin, and
+`kv_capacity_GB` the pool; both are blank for policies that reserve whole KV
+caches at admission (their KV is in `memory_GB`). Its preemptions are counted
+(`preempted`) in the summary's `preemptions`.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ REQUEST_COLUMNS = ("id", "class", "workload", "prompt_tokens", "output_tokens", 
                    "first_start_s", "done_s", "latency_s", "queueing_s", "ttft_s", "tpot_s", "slo_s", "slo_met",
                    "reason")
 SERIES_COLUMNS = ("time_s", "device", "busy_pct", "tflops", "hbm_util_pct", "memory_GB", "capacity_GB",
-                  "seq_len", "running", "queued")
+                  "seq_len", "running", "queued", "kv_GB", "kv_capacity_GB")
 
 
 SPILL_VALUES = 8192  # values a Spill buffers before writing them to its file
@@ -178,11 +184,14 @@ class DeviceSeries:
         self.fallback_ops = 0
         self.bin = 0
         self.peak_hbm_util = 0.0
+        self.kv_now = 0  # KV bytes in use now (paging policies)
+        self.kv_capacity: int | None = None  # the KV pool's bytes (None: the policy does not page)
         self.reset()
 
     def reset(self) -> None:
         self.b_busy = self.b_flops = self.b_bytes = self.b_seq = self.b_running = 0.0
         self.b_memory = self.device.used_bytes
+        self.b_kv = self.kv_now
 
 
 class Metrics:
@@ -190,6 +199,7 @@ class Metrics:
         self.resolution_s = resolution_s
         self.out_dir = out_dir
         self.n_arrived = self.n_completed = self.n_rejected = self.calls = self.steps = 0
+        self.preemptions: dict[str, int] = {}  # per mode (recompute, swap)
         self.latency, self.queueing = Spill(), Spill()
         self.ttft, self.tpot, self.tbt = Spill(), Spill(), Spill()
         self.slo_total = self.slo_met = 0
@@ -282,7 +292,19 @@ class Metrics:
                                  r.arrival_s, r.first_start_s, r.done_s, latency, queueing, ttft, tpot, c.slo_s, met,
                                  reason))
 
+    def preempted(self, r, mode: str) -> None:
+        """A running request gave up its KV blocks (`mode`: recompute or swap); it stays in flight."""
+        self.preemptions[mode] = self.preemptions.get(mode, 0) + 1
+
     # -- devices --------------------------------------------------------------------------------------
+
+    def kv(self, device, now_s: float, in_use_bytes: int, capacity_bytes: int) -> None:
+        """A paging policy's KV blocks in use from `now_s` on (calls in time order per device, as `work`)."""
+        s = self.series[device.index]
+        while s.bin < int(now_s / self.resolution_s):
+            self._flush(s)
+        s.kv_now, s.kv_capacity = in_use_bytes, capacity_bytes
+        s.b_kv = max(s.b_kv, in_use_bytes)
 
     def call(self, device, start_s: float, end_s: float, stage: str, members: list, fallback_ops: int,
              calls: int = 1, stream: int = 0) -> None:
@@ -340,12 +362,16 @@ class Metrics:
         util = s.b_bytes / (res * d.model.device.bytes_per_s)
         s.peak_hbm_util = max(s.peak_hbm_util, util)
         t = s.bin * res
+        paged = s.kv_capacity is not None
         if self._timeseries is not None:
             self._timeseries.writerow((round(t, 9), d.index, 100 * s.b_busy / res, s.b_flops / res / 1e12,
                                        100 * util, s.b_memory / GB, d.capacity_bytes / GB,
-                                       s.b_seq / res, s.b_running / res, d.policy.waiting_count() + len(d.queue)))
+                                       s.b_seq / res, s.b_running / res, d.policy.waiting_count() + len(d.queue),
+                                       s.b_kv / GB if paged else "", s.kv_capacity / GB if paged else ""))
         if s.b_memory > d.capacity_bytes:
             raise RuntimeError(f"device {d.index}: memory {s.b_memory} exceeds capacity at t={t}")
+        if paged and s.b_kv > s.kv_capacity:
+            raise RuntimeError(f"device {d.index}: KV blocks of {s.b_kv} bytes exceed the pool at t={t}")
         if self.trace:
             self.trace.counter(d.index, t, "hbm_util_pct", 100 * util)
             self.trace.counter(d.index, t, "memory_GB", s.b_memory / GB)
@@ -407,4 +433,6 @@ class Metrics:
             "peak_memory_GB": max(d.peak_bytes for d in devices) / GB,
             "memory_capacity_GB": min(d.capacity_bytes for d in devices) / GB,
             "fallback_ops": sum(s.fallback_ops for s in self.series),
+            "preemptions": sum(self.preemptions.values()),  # requests preempted (KV blocks given up), all modes
+            "preemptions_by_mode": dict(sorted(self.preemptions.items())),
         }

@@ -6,6 +6,7 @@ share that loop (`base.BatchPolicy`) and differ in `next_batch` alone.
 """
 
 from emulator.engine.policies.buckets import Buckets
+from emulator.engine.policies.chunked_prefill import ChunkedPrefill
 from emulator.engine.policies.fcfs import Fcfs
 from emulator.engine.policies.gang import AdaptiveGang, Gang
 from emulator.engine.policies.pods import Pods
@@ -18,6 +19,7 @@ POLICIES: dict[str, type] = {
     "step-batch": StepBatch,
     "buckets": Buckets,
     "pods": Pods,
+    "chunked-prefill": ChunkedPrefill,
     "gang": Gang,
     "gang-adaptive": AdaptiveGang,
 }
