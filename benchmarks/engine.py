@@ -3,9 +3,12 @@
     python benchmarks/engine.py [--hours H] [--devices N] [--rate R]
 
 1. Step events per second: SD v1.5 512x512 traffic on 8 A100s under step-batch,
-   fcfs and pods, outputs streamed to a temporary directory.
+   fcfs, pods, gang and gang-adaptive, outputs streamed to a temporary directory.
 2. One hour of SD v1.5 traffic at 100 requests/s on 64 A100s (continuous
    batching), with wall time and peak resident memory of the process.
+3. One hour of mixed image-DiT (FLUX.1-schnell) and video-DiT (Wan 2.1 1.3B)
+   traffic on 8 nodes x 8 H100s under gang-adaptive (gangs of 1 to 8 GPUs)
+   and gang (the videos' fixed plan), with wall time.
 A step event is one call of a stage for a batch (one denoising step, one
 decode step, one encoder or decoder pass).
 """
@@ -67,18 +70,57 @@ def main() -> None:
     a.add_argument("--devices", type=int, default=64)
     a.add_argument("--rate", type=float, default=100.0)
     a.add_argument("--skip-large", action="store_true")
+    a.add_argument("--only-gangs", action="store_true", help="run part 3 only")
     args = a.parse_args()
 
     print(f"reference loop: {reference_s():.3f} s (lower is a faster machine)")
+    if args.only_gangs:
+        large_gangs(args)
+        print(f"reference loop: {reference_s():.3f} s")
+        return
     print("1. step events per second (SD v1.5 512, 8 A100s, 10 req/s, 300 s simulated)")
     policies = [{"policy": "step-batch", "max_batch": 16}, {"policy": "fcfs"},
-                {"policy": "pods", "pod_size": 2, "stagger": 0.5}]
+                {"policy": "pods", "pod_size": 2, "stagger": 0.5}, {"policy": "gang"}, {"policy": "gang-adaptive"}]
     for name, events, (cold, warm), s in timed(sd_scenario(8, 10.0, 300.0, policies), repeats=2):
         print(f"   {name:12s} {events:8d} step events ({s['device_calls']} device calls): "
               f"{events / warm:8.0f} per s; first run, costing its batch sizes, {events / cold:8.0f} per s")
 
     if args.skip_large:
         return
+    large_sd(args)
+    large_gangs(args)
+    print(f"reference loop: {reference_s():.3f} s")
+
+
+def dit_gang_scenario(nodes: int, horizon_s: float) -> dict:
+    """FLUX.1-schnell images and Wan 2.1 1.3B videos on nodes x 8 H100s, each policy's gangs of 1 to 8."""
+    return {
+        "name": "bench-gangs", "device": "h100-sxm", "runtime": "cuda-graphs", "horizon_s": horizon_s,
+        "drain": False, "cluster": {"nodes": nodes, "gpus_per_node": 8},
+        "traffic": [
+            {"name": "flux-schnell", "workload": "flux1-schnell", "knobs": {"height": 1024, "width": 1024},
+             "arrival": {"process": "poisson", "rate_per_s": 4.0 * nodes}},
+            {"name": "wan-480p", "workload": "wan2.1-t2v-1.3b", "knobs": {"height": 480, "width": 832, "frames": 33},
+             "parallel": {"transformer": "cfg=2,ulysses=2"},
+             "arrival": {"process": "poisson", "rate_per_s": 0.12 * nodes}},
+        ],
+        "policies": [{"policy": "gang-adaptive"}, {"policy": "gang"}],
+        "output": {"timeseries_resolution_s": 1.0},
+    }
+
+
+def large_gangs(args) -> None:
+    nodes = max(1, args.devices // 8)
+    print(f"3. {args.hours:g} h of FLUX.1-schnell and Wan 2.1 1.3B on {nodes} x 8 H100s (gangs of 1-8)")
+    for name, events, (wall,), s in timed(dit_gang_scenario(nodes, 3600 * args.hours)):
+        n = s["requests"]
+        print(f"   {name:14s} {n['arrived']} arrived, {n['completed']} completed, {n['in_flight']} in flight; "
+              f"p50 {s['latency_s']['p50']:.2f} s, p99 {s['latency_s']['p99']:.2f} s; busy {s['device_busy_pct']:.1f}%")
+        print(f"   {'':14s} {events} step events ({s['device_calls']} device calls) in {wall:.1f} s wall "
+              f"({events / wall:.0f} per s)")
+
+
+def large_sd(args) -> None:
     print(f"2. {args.hours:g} h of SD v1.5 512 at {args.rate:g} req/s on {args.devices} A100s (step-batch, max 32)")
     data = sd_scenario(args.devices, args.rate, 3600 * args.hours, [{"policy": "step-batch", "max_batch": 32}])
     (_, events, (wall,), s), = timed(data)
@@ -87,7 +129,6 @@ def main() -> None:
     print(f"   {n['arrived']} arrived, {n['completed']} completed, {n['in_flight']} in flight; "
           f"p50 {s['latency_s']['p50']:.2f} s, p99 {s['latency_s']['p99']:.2f} s; busy {s['device_busy_pct']:.1f}%")
     print(f"   {events} step events in {wall:.1f} s wall ({events / wall:.0f} per s); peak RSS {rss_MB:.0f} MB")
-    print(f"reference loop: {reference_s():.3f} s")
 
 
 if __name__ == "__main__":

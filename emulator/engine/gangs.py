@@ -127,6 +127,7 @@ class GangScheduler:
         self._wake = None
         self._options: dict[tuple[int, int], dict[int, ParallelPlan]] = {}
         self._durations: dict[tuple, float] = {}
+        self._jobs: dict[tuple[int, int], tuple] = {}  # (class key, stage index) -> job_shape
         env.process(self.serve())
 
     # -- plans ----------------------------------------------------------------------------------------
@@ -151,15 +152,11 @@ class GangScheduler:
         at = self.costs.at(run, run.batch)
         return at.resident_bytes + at.activation_bytes
 
-    def plan(self, r: Request, stage: Stage, behind: int) -> ParallelPlan:
-        if not self.policy.adapts(stage, r.cls):
-            return self.setup.plans[r.cls.index].get(stage.name, ONE_GPU)
-        options = self.options(r.cls, stage)
+    def fitting(self, cls, stage: Stage) -> dict[int, ParallelPlan]:
+        """The options of an adapted stage whose rank fits beside the weights (all when none does)."""
         room = self.devices[0].capacity_bytes - self.devices[0].weights_bytes
-        fitting = {p: plan for p, plan in options.items() if self.need(r.cls, stage, plan) <= room} or options
-        passes = 2 if self.mode(r) == "two-calls" else 1  # guidance run as two calls: twice the tokens
-        return self.policy.choose(fitting, self.costs.seq_len(stage) * stage.batch * passes, behind,
-                                  len(self.devices))
+        options = self.options(cls, stage)
+        return {p: plan for p, plan in options.items() if self.need(cls, stage, plan) <= room} or options
 
     def run_stage(self, stage: Stage, plan: ParallelPlan, mode: str | None, spans: bool) -> Stage:
         return stage if plan.degree == 1 else self.setup.stages.get(stage, plan, mode, spans)
@@ -170,13 +167,35 @@ class GangScheduler:
 
     def job(self, r: Request, behind: int) -> tuple[dict[str, ParallelPlan], int, int]:
         """(plan per stage name of r's stages left here, gang size, node-local share)."""
-        plans, size, inner = {}, 1, 1
+        key = (r.cls.key, r.stage_index)
+        shape = self._jobs.get(key)
+        if shape is None:
+            shape = self._jobs[key] = self.job_shape(r)
+        fixed, adapted, size, inner = shape
+        if not adapted:
+            return fixed, size, inner
+        plans = dict(fixed)
+        for st, options, tokens in adapted:
+            plan = plans[st.name] = self.policy.choose(options, tokens, behind, len(self.devices))
+            size, inner = max(size, plan.degree), math.lcm(inner, node_local(plan))
+        return plans, size, inner
+
+    def job_shape(self, r: Request) -> tuple:
+        """What r's stages here need, fixed per class and stage: (fixed plans by stage name, [(adapted stage,
+        its fitting options, its tokens x batch x guidance passes)], gang size and node-local share of the
+        fixed plans)."""
+        fixed, adapted, size, inner = {}, [], 1, 1
+        passes = 2 if self.mode(r) == "two-calls" else 1  # guidance run as two calls: twice the tokens
         for st in r.cls.pipeline.stages[r.stage_index:]:
             if self.cluster.group_of(st.name) != self.gi:
                 break
-            plan = plans[st.name] = self.plan(r, st, behind)
+            if self.policy.adapts(st, r.cls):
+                fixed[st.name] = ONE_GPU  # placeholder, keeps the stages' order
+                adapted.append((st, self.fitting(r.cls, st), self.costs.seq_len(st) * st.batch * passes))
+                continue
+            plan = fixed[st.name] = self.setup.plans[r.cls.index].get(st.name, ONE_GPU)
             size, inner = max(size, plan.degree), math.lcm(inner, node_local(plan))
-        return plans, size, inner
+        return fixed, adapted, size, inner
 
     # -- placement ------------------------------------------------------------------------------------
 
@@ -267,6 +286,8 @@ class GangScheduler:
         """Start later requests whose gangs are free now and end by `shadow_s`."""
         now = self.env.now
         for entry in self.waiting[1:1 + self.policy.params.backfill_depth]:
+            if not any(self.free):
+                return
             r = entry[2]
             plans, size, inner = self.job(r, len(self.waiting) - 1 - self.waiting.index(entry))
             gang = self.place(size, inner)
