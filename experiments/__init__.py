@@ -7,6 +7,7 @@ in this order and writes `report.md`.
 
 from experiments import (
     breakdown,
+    cost_slo,
     device_choice,
     dit_attention_share,
     dit_breakdown,
@@ -24,5 +25,5 @@ from experiments import (
 )
 
 EXPERIMENTS = {m.NAME: m for m in (taxonomy, roofline, breakdown, prefill_decode, seqlen, memory, image_size,
-                                   temporal, fsdp_training, device_choice, parallel_scaling, step_caching,
+                                   temporal, fsdp_training, device_choice, cost_slo, parallel_scaling, step_caching,
                                    dit_breakdown, dit_attention_share, dit_memory)}
