@@ -27,9 +27,13 @@ assumptions, each stated against the paper:
 - Bubble (`bubble_s`): the pipeline fills once per request, not per step,
   since patch j of step t + 1 needs only patch j of step t: (P - 1) patch
   times. Warm-up: the first step (both guidance passes when run as two
-  calls) has no stale K/V and runs the full sequence through the P stages one
-  after another, as the paper's warm-up steps do: P full-sequence stage times
-  in place of one step.
+  calls) has no stale K/V, so, like the paper's warm-up steps (one assumed
+  here; the number is a setting in xDiT), it runs the full sequence through
+  the P stages one after another: P full-sequence stage times in place of
+  one step.
+- The memory reported is the rank with the most FLOPs; with unequal layers
+  (FLUX.1's and HunyuanVideo's two block kinds) another rank may hold more
+  weights.
 - Memory: a rank holds its layers' weights and, per self-attention layer, the
   full-length K/V buffer [2, B, L, kv_heads x d] (`stale_kv_bytes`).
 """
