@@ -104,7 +104,7 @@ def dit_gang_scenario(nodes: int, horizon_s: float) -> dict:
              "parallel": {"transformer": "cfg=2,ulysses=2"},
              "arrival": {"process": "poisson", "rate_per_s": 0.12 * nodes}},
         ],
-        "policies": [{"policy": "gang-adaptive"}, {"policy": "gang"}],
+        "policies": [{"policy": "gang-adaptive", "tokens_per_gpu": 2048}, {"policy": "gang"}],
         "output": {"timeseries_resolution_s": 1.0},
     }
 
