@@ -5,10 +5,13 @@ Expected step times are assembled here by hand from the cost model, independentl
 prefill graph built by `workloads.build` with prompt_tokens=T: every op but attention and the head), the head
 (final norm, LM head, sampling) that of a prefill graph at batch S, and one attention op per request and
 layer written out from the published configuration (32 query heads, 8 K/V heads, head_dim 128, 32
-layers). Under CUDA graphs a step is one launch (`host_s_per_kernel`) plus its kernels back to back.
+layers). Under CUDA graphs a step is one launch (`host_s_per_kernel`) plus its kernels back to back. The
+policy's default `decode_attention: batched` costs a step's decodes as one attention op per layer at batch n
+and their mean KV length rounded up; `per-request` as one op per request.
 """
 
 import json
+import math
 
 import pytest
 
@@ -31,16 +34,20 @@ def model():
     return cost_model(A100, "flash")
 
 
-def hand_step(m, tokens: int, logits: int, pairs) -> float:
-    """One launch, the token-wise ops of a T-token prefill, the head at S rows, attention per request."""
+def hand_step(m, tokens: int, logits: int, pairs, decodes=()) -> float:
+    """One launch, the token-wise ops of a T-token prefill, the head at S rows, attention per request (q, kv)
+    of `pairs`, and one batched decode attention over the KV lengths `decodes`."""
     prefill = build("llama3.1-8b", prompt_tokens=tokens, output_tokens=2).stage("prefill").graph(1)
     body = [op for op in prefill.ops[:-HEAD_OPS] if not isinstance(op.shape, Attention)]
     seconds = m.host_s_per_kernel + sum(m.op_time(op) for op in body)
     if logits:
         head = build("llama3.1-8b", prompt_tokens=16, output_tokens=2).stage("prefill").graph(logits).ops[-HEAD_OPS:]
         seconds += sum(m.op_time(op) for op in head)
-    for q, kv in pairs:
-        a = Attention(1, HEADS, q, kv, HEAD_DIM, "causal", causal=True, kv_cache=True, kv_heads=KV_HEADS)
+    ops = [(1, q, kv) for q, kv in pairs]
+    if decodes:
+        ops.append((len(decodes), 1, math.ceil(sum(decodes) / len(decodes))))
+    for batch, q, kv in ops:
+        a = Attention(batch, HEADS, q, kv, HEAD_DIM, "causal", causal=True, kv_cache=True, kv_heads=KV_HEADS)
         seconds += LAYERS * m.op_time(Op("attention", a, "bf16"))
     return seconds
 
@@ -59,6 +66,10 @@ def stepper():
 def test_a_mixed_step_costs_its_token_wise_ops_at_the_total_plus_attention_per_request(tokens, logits, pairs):
     m, step = stepper()
     assert step.cost(tokens, logits, pairs).seconds == pytest.approx(hand_step(m, tokens, logits, pairs), rel=1e-12)
+    chunks = [(q, kv) for q, kv in pairs if q > 1]
+    decodes = [kv for q, kv in pairs if q == 1]
+    batched = step.cost(tokens, logits, pairs, batched_decode=True).seconds
+    assert batched == pytest.approx(hand_step(m, tokens, logits, chunks, decodes), rel=1e-12)
 
 
 def test_gqa_is_kept_in_the_kv_per_token():
@@ -80,13 +91,13 @@ def test_two_prompts_under_a_budget_take_the_chunks_worked_out_by_hand(tmp_path)
     #   step 1: A prefills 256 of 300                                   T=256, no logits
     #   step 2: A prefills its last 44 (kv 300), emits token 1; B joins
     #           with its whole 200 (kv 200), emits token 1              T=244, 2 logits
-    #   step 3: A decodes (kv 301), B decodes (kv 201): token 2 each    T=2
-    #   step 4: A decodes (kv 302), B decodes (kv 202): token 3, done   T=2
+    #   step 3: A decodes (kv 301), B decodes (kv 201): token 2 each    T=2, one decode attention at kv 251
+    #   step 4: A decodes (kv 302), B decodes (kv 202): token 3, done   T=2, one decode attention at kv 252
     s = scenario(tmp_path, 256, "0.0,300,3\n0.001,200,3\n")
     run_scenario(s, tmp_path / "out", trace=True)
     m = model()
     t = [hand_step(m, 256, 0, [(256, 256)]), hand_step(m, 244, 2, [(44, 300), (200, 200)]),
-         hand_step(m, 2, 2, [(1, 301), (1, 201)]), hand_step(m, 2, 2, [(1, 302), (1, 202)])]
+         hand_step(m, 2, 2, [], [301, 201]), hand_step(m, 2, 2, [], [302, 202])]
     import csv
     with open(tmp_path / "out" / "cp" / "requests.csv") as f:
         a, b = sorted(csv.DictReader(f), key=lambda r: int(r["id"]))
@@ -115,6 +126,7 @@ def test_a_prompt_longer_than_the_budget_emits_its_first_token_after_its_last_ch
     ({"block_tokens": 0}, r"policies\[0\]\.block_tokens: must be >= 1"),
     ({"max_running": -1}, r"policies\[0\]\.max_running: must be >= 1"),
     ({"preemption": "evict"}, r"policies\[0\]\.preemption: must be one of 'recompute', 'swap', got 'evict'"),
+    ({"decode_attention": "padded"}, r"policies\[0\]\.decode_attention: must be one of 'batched', 'per-request'"),
     ({"budget": 5}, r"policies\[0\]\.budget"),
 ])
 def test_bad_params_are_one_line_errors(params, message):

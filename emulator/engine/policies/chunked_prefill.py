@@ -1,7 +1,9 @@
 """chunked-prefill: iteration-level LLM scheduling with a token budget per step and a paged KV cache.
 
 Every step is one forward pass over a mixed batch, costed from its shapes by
-`emulator.engine.mixedstep`. The step is filled in this order (the order of
+`emulator.engine.mixedstep` (`decode_attention: batched`, the default: the
+step's decodes share one attention op per layer at their mean KV length, as
+one variable-length kernel runs them; `per-request`: one op per request). The step is filled in this order (the order of
 vLLM's scheduler with chunked prefill, and Sarathi-Serve's stall-free
 batching): running requests first, oldest arrival first, each decoding request
 taking one token and each partly prefilled one its next chunk, as much as the
@@ -76,6 +78,7 @@ class ChunkedPrefill(BatchPolicy):
         max_running: int = field(default=256, metadata={"min": 1})  # requests holding KV blocks at once
         block_tokens: int = field(default=16, metadata={"min": 1})  # KV positions per block
         preemption: Literal["recompute", "swap"] = "recompute"  # what a preempted request does with its KV
+        decode_attention: Literal["batched", "per-request"] = "batched"  # decodes' attention: one op per layer
 
     def __init__(self, params, device):
         super().__init__(params, device)
@@ -163,7 +166,8 @@ class ChunkedPrefill(BatchPolicy):
             start = env.now
             attention = [(q, s.computed + q) for s, q in plan.items]
             logits = sum(1 for s, q in plan.items if s.computed + q >= s.target)
-            cost = plan.model.cost(sum(q for _, q in plan.items), logits, attention)
+            cost = plan.model.cost(sum(q for _, q in plan.items), logits, attention,
+                                   self.params.decode_attention == "batched")
             metrics.kv(device, start, self.pool.used_bytes, self.pool.capacity_bytes)
             device.hold(0, self.reserve_bytes)
             used = device.used_bytes
