@@ -74,19 +74,16 @@ def parsed(text: str, where: str) -> ParallelPlan:
         raise UserError(f"{where}: {str(e).removeprefix('--parallel: ')}") from None
 
 
-def stage_plans(s, t) -> dict[str, ParallelPlan]:
-    """Stage name -> plan of traffic class t: its own entries over its stages' groups' entries."""
+def stage_plans(s, t, pipeline=None) -> dict[str, ParallelPlan]:
+    """Stage name -> plan of traffic class t (its `pipeline` if built): its own entries over its stages'
+    groups' entries."""
     out: dict[str, ParallelPlan] = {}
-    for st in t.pipeline().stages:
+    for st in (pipeline or t.pipeline()).stages:
         gi = group_index(s, st.name)
         text = t.parallel.get(st.name, s.groups[gi].parallel.get(st.name) if gi is not None else None)
         if text is not None:
             out[st.name] = parse_stage_plan(text)
     return out
-
-
-def has_gangs(s) -> bool:
-    return any(p.degree > 1 for t in s.traffic for p in stage_plans(s, t).values())
 
 
 def check_gangs(s) -> None:
@@ -112,8 +109,9 @@ def check_gangs(s) -> None:
                 if name in names and group_index(s, name) != gi:
                     fail(f"cluster.groups[{gi}].parallel.{name}", f"stage {name} of {t.name} runs on another group")
         mode = pipeline.params.get("guidance_mode")
+        plans = stage_plans(s, t, pipeline)
         for st in pipeline.stages:
-            plan = stage_plans(s, t).get(st.name, ONE_GPU)
+            plan = plans.get(st.name, ONE_GPU)
             if plan.degree == 1:
                 continue
             gangs = True
