@@ -12,6 +12,7 @@ and their mean KV length rounded up; `per-request` as one op per request.
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,19 @@ def test_baseline_attention_and_non_llm_stages_are_refused_in_one_line(tmp_path)
         with pytest.raises(UserError, match=message) as e:
             run_scenario(s, None)
         assert "\n" not in str(e.value)
+
+
+def test_the_shipped_comparison_loads_and_runs_shortened():
+    import yaml
+
+    from emulator.engine.sweep import load_sweep
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    data = yaml.safe_load((root / "llm-chunked.yaml").read_text())
+    s = scenario_from_data({**data, "horizon_s": 5}, str(root))
+    assert s.runtime == "cuda-graphs" and [p.policy for p in s.policies] == ["step-batch", "chunked-prefill"]
+    for summary in run_scenario(s, None):
+        n = summary["requests"]
+        assert n["arrived"] == n["completed"] > 0 and summary["ttft_s"]["p50"] > 0
+    spec, _, _ = load_sweep(root / "sweep-llm-chunked.yaml")
+    assert spec is not None
