@@ -3,6 +3,7 @@ and over whole runs (placement, exclusivity, memory, conservation, the adaptive 
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -10,8 +11,11 @@ from emulator.cost.costing import cost_model, stage_time
 from emulator.engine.scenario import scenario_from_data
 from emulator.engine.simulate import run_scenario
 from emulator.errors import UserError
+from emulator.graph import OpGraph
 from emulator.parallel.plan import parse_stage_plan
 from emulator.parallel.stage import rank_stage, stage_summary
+from emulator.pipeline import Stage
+from emulator.shapes import Collective
 from workloads import build
 
 H100 = "h100-sxm"
@@ -159,3 +163,24 @@ def test_bad_plans_and_topologies_are_one_line_errors(change, match):
     data = {"name": "t", "device": H100, "traffic": [video()], "policies": [{"policy": "gang"}], **change}
     with pytest.raises(UserError, match=match):
         scenario_from_data(data)
+
+
+def test_a_gang_across_nodes_costs_its_cfg_gather_on_the_network(tmp_path):
+    # cfg=2 x ulysses=2 on nodes of 2 GPUs: the Ulysses pairs stay in a node, the CFG all-gather crosses
+    plan = "cfg=2,ulysses=2"
+    run(tmp_path / "one", [video(plan=plan)], [{"policy": "gang"}], cluster={"devices": 4})
+    run(tmp_path / "two", [video(plan=plan)], [{"policy": "gang"}], cluster={"devices": 4, "gpus_per_node": 2})
+    (one,), (two,) = (rows(tmp_path / x / "gang" / "requests.csv") for x in ("one", "two"))
+    # by hand: the rank graph with the CFG pair's all-gather flagged cross-node
+    model, p = cost_model(H100), parse_stage_plan(plan)
+    pipeline = build("wan2.1-t2v-1.3b", **WAN)
+    rank = rank_stage(pipeline.stages[1], p, pipeline.params["guidance_mode"])
+    g = rank.graph()
+    ops = [replace(op, shape=replace(op.shape, cross_node=True)) if ".cfg." in op.name else op for op in g.ops]
+    assert sum(isinstance(op.shape, Collective) and op.shape.cross_node for op in ops) == 1
+    crossed = Stage(rank.name, "", lambda n: OpGraph(ops, g.structure), rank.calls, rank.batch)
+    delta = stage_time(crossed, model)[1].seconds - stage_time(rank, model)[1].seconds
+    assert delta > 0
+    assert float(two["latency_s"]) - float(one["latency_s"]) == pytest.approx(delta, rel=1e-6)
+    widest = max((g for *_, g in gang_slices(tmp_path / "two" / "gang" / "trace.json")), key=len)
+    assert {d // 2 for d in widest} == {0, 1}  # the transformer's ranks on both nodes

@@ -14,9 +14,10 @@ Placement: a gang of at most one node's GPUs goes into one node (the node
 with the fewest free devices that still has P, lowest indices first); a
 larger gang spreads over nodes in shares that are multiples of its plan's
 node-local part (Ulysses x tensor), so its all-to-alls and all-reduces stay
-inside nodes. Its other collectives (ring K/V send/recvs, CFG and sequence
-all-gathers, PipeFusion's and the VAE's exchanges) are then costed on the
-network path of `emulator.cost.collectives` (`across_nodes` marks them).
+inside nodes. Its other collectives (ring K/V send/recvs, the CFG all-gather,
+the sequence all-gather when ring attention is in the plan, PipeFusion's and
+the VAE's exchanges) are then costed on the network path of
+`emulator.cost.collectives` (`across_nodes` marks them).
 
 Order: first come, first served with a reservation for the oldest waiting
 request (its shadow time: when enough devices will have freed for its gang,
@@ -50,13 +51,17 @@ from emulator.pipeline import Stage
 from emulator.shapes import Collective
 
 NODE_LOCAL_COLLECTIVES = ("all_to_all", "all_reduce")  # Ulysses' and tensor parallel's: kept inside a node
+SEQUENCE_GATHER = ".sequence.all_gather"  # the output gather over the sequence ranks (emulator.parallel.transforms)
 
 
-def across_nodes(graph: OpGraph) -> OpGraph:
-    """The rank graph of a gang spanning nodes: its collectives other than the node-local ones cross them."""
+def across_nodes(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
+    """The rank graph of a gang spanning nodes: its collectives cross them, but for the node-local ones (and
+    the sequence all-gather when the sequence ranks are the Ulysses group alone, inside a node)."""
+    def local(op) -> bool:
+        return op.shape.op in NODE_LOCAL_COLLECTIVES or (plan.ring == 1 and op.name.endswith(SEQUENCE_GATHER))
+
     ops = [replace(op, shape=replace(op.shape, cross_node=True))
-           if isinstance(op.shape, Collective) and op.shape.op not in NODE_LOCAL_COLLECTIVES else op
-           for op in graph.ops]
+           if isinstance(op.shape, Collective) and not local(op) else op for op in graph.ops]
     return OpGraph(ops, graph.structure, validate=False)
 
 
@@ -74,7 +79,7 @@ class RankStages:
             rank = rank_stage(stage, plan, guidance_mode)
             if spans:
                 build = rank.build
-                rank = Stage(rank.name, f"{rank.description}, across nodes", lambda n: across_nodes(build(n)),
+                rank = Stage(rank.name, f"{rank.description}, across nodes", lambda n: across_nodes(build(n), plan),
                              rank.calls, rank.batch, rank.kv_growth, rank.weights)
             found = self._memo[key] = (stage, rank)
         return found[1]
