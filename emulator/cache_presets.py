@@ -35,23 +35,25 @@ class CachePreset:
     share_from: str = ""  # how `share` follows from the source: "FLOPs" or "1/speed-up"
 
 
+BENCHMARK_FLUX = "varadrane1707/BenchmarkFlux README, A100, 1024x1024, 28 steps"
+
 PRESETS: dict[str, CachePreset] = {
-    # FLUX.1-dev, 1024x1024, 28 steps, bf16 on one A100 (varadrane1707/BenchmarkFlux README): 15.65 s baseline;
+# FLUX.1-dev, 1024x1024, 28 steps, bf16 on one A100 (varadrane1707/BenchmarkFlux README): 15.65 s baseline;
     # TeaCache 0.2 10.96 s, 0.4 7.01 s, 0.6 5.23 s; FBCache 0.15 5.09 s.
     "teacache-flux-0.2": CachePreset("teacache", "FLUX.1-dev", 0, "residual+indicator",
-                                     "varadrane1707/BenchmarkFlux README, A100, 1024x1024, 28 steps: 15.65 s -> 10.96 s",
+                                     f"{BENCHMARK_FLUX}: 15.65 s -> 10.96 s",
                                      share=10.96 / 15.65, threshold="rel_l1_thresh 0.2",
                                      reported_speedup=15.65 / 10.96, share_from="1/speed-up"),
     "teacache-flux-0.4": CachePreset("teacache", "FLUX.1-dev", 0, "residual+indicator",
-                                     "varadrane1707/BenchmarkFlux README, A100, 1024x1024, 28 steps: 15.65 s -> 7.01 s",
+                                     f"{BENCHMARK_FLUX}: 15.65 s -> 7.01 s",
                                      share=7.01 / 15.65, threshold="rel_l1_thresh 0.4",
                                      reported_speedup=15.65 / 7.01, share_from="1/speed-up"),
     "teacache-flux-0.6": CachePreset("teacache", "FLUX.1-dev", 0, "residual+indicator",
-                                     "varadrane1707/BenchmarkFlux README, A100, 1024x1024, 28 steps: 15.65 s -> 5.23 s",
+                                     f"{BENCHMARK_FLUX}: 15.65 s -> 5.23 s",
                                      share=5.23 / 15.65, threshold="rel_l1_thresh 0.6",
                                      reported_speedup=15.65 / 5.23, share_from="1/speed-up"),
     "fbcache-flux-0.15": CachePreset("fbcache", "FLUX.1-dev", 1, "residual+indicator",
-                                     "varadrane1707/BenchmarkFlux README, A100, 1024x1024, 28 steps: 15.65 s -> 5.09 s",
+                                     f"{BENCHMARK_FLUX}: 15.65 s -> 5.09 s",
                                      share=5.09 / 15.65, threshold="residual_diff_threshold 0.15",
                                      reported_speedup=15.65 / 5.09, share_from="1/speed-up"),
     # Wan 2.1, 129 frames at 1280x720 on one H100 (rakib91221/PromptTea, PromptTea4Wan2.1/README.md): 181.62 PFLOPs

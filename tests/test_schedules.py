@@ -182,7 +182,8 @@ def test_members_at_different_steps_are_costed_as_the_heaviest_kind_at_the_whole
     run_.origin[2] = 1  # b at call 4, a full one: the batch computes in full
     assert policy.call_kinds(batch) == {CallKind(): 1}
     at = StepCosts(model).at(stage, 2)
-    assert at.cost_of({CallKind(): 1})[0] == stage_time(build("flux1-dev", **FLUX).stage("transformer"), model, 2)[0].seconds
+    plain = build("flux1-dev", **FLUX).stage("transformer")
+    assert at.cost_of({CallKind(): 1})[0] == stage_time(plain, model, 2)[0].seconds
 
 
 def test_a_cache_makes_fewer_requests_fit(tmp_path, model):
