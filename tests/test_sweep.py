@@ -94,3 +94,19 @@ def test_simulate_returns_tables():
     assert list(result.summary["policy"]) == ["fcfs", "pods"]
     assert set(result.requests["policy"]) == {"fcfs", "pods"}
     assert {"time_s", "memory_GB", "policy"} <= set(result.timeseries.columns)
+
+
+def test_sweep_tables_carry_cost_columns_that_scale_with_the_price(tmp_path):
+    from emulator.engine.columns import COST_COLUMNS
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "cluster": {"devices": 2}}))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "base": "base.yaml", "policies": ["fcfs"],
+                                    "axes": {"cluster.price_per_hour_usd": [1.0, 3.0]}}))
+    table = sweep(path, tmp_path / "out", workers=1)
+    assert set(COST_COLUMNS) <= set(table.columns)
+    cheap, dear = table.iloc[0], table.iloc[1]
+    assert dear.cost_usd == pytest.approx(3 * cheap.cost_usd)  # same traffic, three times the price
+    # by hand: 2 devices x $1/h x simulated seconds / 3600
+    assert cheap.cost_usd == pytest.approx(2 * cheap.simulated_s / 3600)
+    assert cheap.usd_per_request == pytest.approx(cheap.cost_usd / cheap.completed)

@@ -140,15 +140,10 @@ def load_study(path: str | Path) -> tuple[SearchFile, dict, Path]:
     if study.max_rate:
         axes[study.max_rate.axis] = (study.max_rate.high,)
     try:
-        check_axes(_AxesOnly(axes), base, base_path.parent)
+        check_axes(axes, base, base_path.parent)
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
     return study, base, base_path.parent
-
-
-@dataclass(frozen=True)
-class _AxesOnly:
-    axes: dict
 
 
 def configurations(study: SearchFile, base: dict) -> list[Config]:

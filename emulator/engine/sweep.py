@@ -94,9 +94,9 @@ def set_path(data: dict, path: str, value) -> None:
     node[keys[-1]] = list(value) if isinstance(value, tuple) else value
 
 
-def check_axes(sweep: SweepFile, base: Any, base_dir: Path) -> None:
-    """Refuse, before any run, an axis whose path leads nowhere in the base scenario."""
-    for axis, values in sweep.axes.items():
+def check_axes(axes: dict[str, tuple], base: Any, base_dir: Path) -> None:
+    """Refuse, before any run, an axis (path -> values) whose path leads nowhere in the base scenario."""
+    for axis, values in axes.items():
         problem = path_problem(base, split_path(axis)) or unknown_leaf(base, base_dir, axis, values)
         if problem:
             raise UserError(f"axis {short(axis)!r}: {problem}")
@@ -195,7 +195,7 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
             raise UserError(f"{path}: policies {missing} are not in {sweep.base} (it has {', '.join(named)})")
         base["policies"] = [named[n] for n in sweep.policies]
     try:
-        check_axes(sweep, base, base_path.parent)
+        check_axes(sweep.axes, base, base_path.parent)
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
     return sweep, base, base_path.parent
