@@ -17,7 +17,7 @@ node-local part (Ulysses x tensor), so its all-to-alls and all-reduces stay
 inside nodes. Its other collectives (ring K/V send/recvs, the CFG all-gather,
 the sequence all-gather when ring attention is in the plan, PipeFusion's and
 the VAE's exchanges) are then costed on the network path of
-`emulator.cost.collectives` (`across_nodes` marks them).
+`emulator.cost.collectives` (`emulator.engine.rank_stages.across_nodes`).
 
 Order: first come, first served with a reservation for the oldest waiting
 request (its shadow time: when enough devices will have freed for its gang,
@@ -37,60 +37,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from emulator.engine.device import Batch
 from emulator.engine.policies.base import BatchPolicy
 from emulator.engine.policies.gang import GangPolicy, plan_for
+from emulator.engine.rank_stages import RankStages
 from emulator.engine.request import Request
 from emulator.engine.topology import fits_topology, node_local
-from emulator.graph import OpGraph
 from emulator.parallel.plan import ONE_GPU, ParallelPlan
-from emulator.parallel.stage import overlap_s, rank_stage
 from emulator.pipeline import Stage
-from emulator.shapes import Collective
-
-NODE_LOCAL_COLLECTIVES = ("all_to_all", "all_reduce")  # Ulysses' and tensor parallel's: kept inside a node
-SEQUENCE_GATHER = ".sequence.all_gather"  # the output gather over the sequence ranks (emulator.parallel.transforms)
-
-
-def across_nodes(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
-    """The rank graph of a gang spanning nodes: its collectives cross them, but for the node-local ones (and
-    the sequence all-gather when the sequence ranks are the Ulysses group alone, inside a node)."""
-    def local(op) -> bool:
-        return op.shape.op in NODE_LOCAL_COLLECTIVES or (plan.ring == 1 and op.name.endswith(SEQUENCE_GATHER))
-
-    ops = [replace(op, shape=replace(op.shape, cross_node=True))
-           if isinstance(op.shape, Collective) and not local(op) else op for op in graph.ops]
-    return OpGraph(ops, graph.structure, validate=False)
-
-
-class RankStages:
-    """The Stage one rank runs, per (stage, plan, spanning nodes), made once per scenario."""
-
-    def __init__(self):
-        self._memo: dict[tuple, tuple[Stage, Stage]] = {}  # the stage is kept so that its id stays unique
-        self._hidden: dict[tuple[int, int], float] = {}
-
-    def get(self, stage: Stage, plan: ParallelPlan, guidance_mode: str | None, spans: bool) -> Stage:
-        key = (id(stage), plan, spans)
-        found = self._memo.get(key)
-        if found is None:
-            rank = rank_stage(stage, plan, guidance_mode)
-            if spans:
-                build = rank.build
-                rank = Stage(rank.name, f"{rank.description}, across nodes", lambda n: across_nodes(build(n), plan),
-                             rank.calls, rank.batch, rank.kv_growth, rank.weights)
-            found = self._memo[key] = (stage, rank)
-        return found[1]
-
-    def hidden_per_call_s(self, rank: Stage, model) -> float:
-        """Seconds per call the ring's overlapped send/recvs hide (0 without ring attention)."""
-        key = (id(rank), id(model))
-        if key not in self._hidden:
-            self._hidden[key] = overlap_s(rank, model) / rank.calls
-        return self._hidden[key]
-
 
 @dataclass(frozen=True)
 class GangSetup:

@@ -33,10 +33,11 @@ from emulator.engine.arrivals import start_arrivals
 from emulator.engine.cluster import Cluster
 from emulator.engine.columns import METRICS, TOKEN_TABLE
 from emulator.engine.gang_metrics import GangMetrics
-from emulator.engine.gangs import GangSetup, RankStages
+from emulator.engine.gangs import GangSetup
 from emulator.engine.metrics import Metrics
 from emulator.engine.policies import POLICIES
 from emulator.engine.policies.gang import GangPolicy
+from emulator.engine.rank_stages import RankStages
 from emulator.engine.price import run_cost
 from emulator.engine.request import RequestClass
 from emulator.engine.scenario import PolicySpec, Scenario, length_ranges, resolve_path
