@@ -184,3 +184,22 @@ def test_a_gang_across_nodes_costs_its_cfg_gather_on_the_network(tmp_path):
     assert float(two["latency_s"]) - float(one["latency_s"]) == pytest.approx(delta, rel=1e-6)
     widest = max((g for *_, g in gang_slices(tmp_path / "two" / "gang" / "trace.json")), key=len)
     assert {d // 2 for d in widest} == {0, 1}  # the transformer's ranks on both nodes
+
+
+def test_nodes_make_devices_and_a_groups_plan_applies_to_its_classes():
+    s = scenario_from_data({"name": "t", "device": H100, "traffic": [video()], "policies": [{"policy": "gang"}],
+                            "cluster": {"nodes": 3, "gpus_per_node": 4}})
+    assert s.groups[0].devices == 12 and s.groups[0].gpus_per_node == 4
+    from emulator.engine.topology import node_size, stage_plans
+
+    assert node_size(s, s.groups[0]) == 4
+    grouped = scenario_from_data({"name": "t", "device": H100, "traffic": [video()], "policies": [{"policy": "gang"}],
+                                  "cluster": {"groups": [{"name": "g", "devices": 8,
+                                                          "parallel": {"transformer": "ulysses=2"}}]}})
+    assert node_size(grouped, grouped.groups[0]) == 8  # the catalog's H100 SXM node
+    assert stage_plans(grouped, grouped.traffic[0])["transformer"] == parse_stage_plan("ulysses=2")
+    own = scenario_from_data({"name": "t", "device": H100, "traffic": [video(plan="cfg=2")],
+                              "policies": [{"policy": "gang"}],
+                              "cluster": {"groups": [{"name": "g", "devices": 8,
+                                                      "parallel": {"transformer": "ulysses=2"}}]}})
+    assert stage_plans(own, own.traffic[0])["transformer"] == parse_stage_plan("cfg=2")  # the class's wins

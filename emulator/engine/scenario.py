@@ -16,7 +16,10 @@ A class may draw each request's prompt and output lengths from distributions
 (`lengths`, `emulator.engine.lengths`) or take them from a trace's
 prompt_tokens and output_tokens columns, and may set SLOs on time to first
 token and time per output token (`ttft_slo_s`, `tpot_slo_s`) when its
-workload has an autoregressive (KV-growing) stage.
+workload has an autoregressive (KV-growing) stage. A class (or a device
+group, for the classes it serves) may plan stages on gangs of GPUs
+(`parallel: {transformer: "ulysses=4,cfg=2"}`), on a cluster cut into nodes
+(`nodes`, `gpus_per_node`): `emulator.engine.topology`.
 
 The input boundary: `read_yaml` refuses alias bombs and deep nesting while
 composing, before any value is built; names that become folders must be one
