@@ -48,6 +48,7 @@ from emulator.engine.topology import fits_topology, node_local
 from emulator.parallel.plan import ONE_GPU, ParallelPlan
 from emulator.pipeline import Stage
 
+
 @dataclass(frozen=True)
 class GangSetup:
     """What a gang policy's run shares: the policy, each class's plans (by traffic class index), rank stages."""
