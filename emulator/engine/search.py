@@ -12,10 +12,11 @@ flight) and its p99s are within the targets on every seed.
 The search runs far fewer simulations than the grid (configurations x counts
 x seeds) by three rules:
 
-- **lower bound**: a configuration whose lone request (every stage call as
-  fast as its first, at the shortest lengths, on its fastest device, no
-  queueing: `scenario.request_lower_bound_s`) already takes longer than the
-  latency target misses at any count, and is not simulated;
+- **lower bound**: a configuration whose lone request (every call as fast as
+  the first of its kind, at the shortest lengths, on its fastest device, a
+  gang's stage at perfect scaling, no queueing: `lone_request.py`) already
+  takes longer than the latency target misses at any count, and is not
+  simulated; counts too small for a configuration's gang plan are skipped;
 - **monotone count**: with everything else fixed, if N devices miss the SLO
   so do fewer, so the smallest meeting count is found by bisection over the
   counts; devices are billed for the whole run, so among meeting counts the
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.engine.lone_request import lone_request_bound_s
 from emulator.engine.scenario import check_name, read_yaml
 from emulator.engine.schema import fail, parse
 from emulator.engine.sweep import Run, check_axes, run_all, set_path, short, split_path
@@ -157,7 +159,7 @@ def configurations(study: SearchFile, base: dict) -> list[Config]:
 
 
 def scenario_of(study: SearchFile, base: dict, base_dir: Path, config: Config, count: int, extra=()):
-    """The typed Scenario of a configuration at a count (for its lower bound)."""
+    """The typed Scenario of a configuration at a count (validated; for its lower bound)."""
     from emulator.engine.scenario import scenario_from_data
 
     data = copy.deepcopy(base)
@@ -166,18 +168,16 @@ def scenario_of(study: SearchFile, base: dict, base_dir: Path, config: Config, c
     return scenario_from_data(data, str(base_dir), f"configuration {config.index}")
 
 
-def lone_request_s(study: SearchFile, base: dict, base_dir: Path, config: Config) -> float:
-    """The configuration's lower bound on any request's latency: its fastest class's lone request, no queueing."""
-    from emulator.cost import runtime
-    from emulator.engine.scenario import check_devices, length_ranges, request_lower_bound_s
-
-    s = scenario_of(study, base, base_dir, config, min(study.counts))
-    models = check_devices(s)
-    bounds = []
-    for t in s.traffic:
-        shortest = {key: low for key, (low, _, _) in length_ranges(s, t).items()}
-        bounds.append(request_lower_bound_s(t.pipeline(shortest).stages, models, runtime(s.runtime)))
-    return min(bounds)
+def first_valid(study: SearchFile, base: dict, base_dir: Path, config: Config, counts: list[int]):
+    """(index of the smallest count at which the configuration is a valid scenario, that Scenario); a plan needing
+    more GPUs than a count gives is invalid there and at every smaller count. Raises the last count's UserError."""
+    problem = None
+    for i, n in enumerate(counts):
+        try:
+            return i, scenario_of(study, base, base_dir, config, n)
+        except UserError as e:
+            problem = e
+    raise problem
 
 
 def meets(row: dict, slo: Slo) -> bool:
@@ -256,16 +256,17 @@ def search(study: SearchFile, base: dict, base_dir: Path, workers: int | None = 
     searcher = Searcher(study, base, base_dir, workers, ray, progress)
     searcher.say(f"{len(configs)} configurations x {len(counts)} counts x {len(study.seeds)} seeds = "
                  f"{grid_size} simulations in the full grid")
-    bounds, invalid = {}, {}
+    bounds, invalid, start = {}, {}, {}
     for c in configs:
         try:
-            bounds[c.index] = lone_request_s(study, base, base_dir, c)
-        except UserError as e:  # this combination of axis values is not a valid scenario
+            start[c.index], s = first_valid(study, base, base_dir, c, counts)
+            bounds[c.index] = lone_request_bound_s(s)
+        except UserError as e:  # this combination of axis values is a valid scenario at no count
             bounds[c.index], invalid[c.index] = float("inf"), str(e)
     pruned = {i for i, b in bounds.items() if i not in invalid and not exhaustive and b > study.slo.latency_p99_s}
     searcher.say(f"{len(pruned)} configurations pruned: their lone request exceeds the "
                  f"{study.slo.latency_p99_s:g} s target")
-    probes = [Probe(c, 0, len(counts)) for c in configs if c.index not in pruned and c.index not in invalid]
+    probes = [Probe(c, start[c.index], len(counts)) for c in configs if c.index not in pruned | set(invalid)]
     points: list[dict] = []
     wave = 0
     while True:
