@@ -42,8 +42,6 @@ def test_the_search_finds_the_full_grids_best_with_fewer_simulations(both):
 
 
 def test_pruned_configurations_are_exactly_those_whose_lone_request_misses(both):
-    from emulator.cli import main
-
     pruned, full = both
     target = STUDY["slo"]["latency_p99_s"]
     for _, r in pruned.configs.iterrows():
@@ -110,3 +108,29 @@ def test_runs_through_ray_when_installed(tmp_path):
     study = {**STUDY, "axes": {"device": ["h100-sxm"]}, "counts": [1, 2]}
     path = write(tmp_path, study)
     assert search(path, ray="auto").best == search(path, workers=1).best
+
+
+def test_the_lower_bound_credits_a_gang_perfect_scaling_and_counts_cached_calls():
+    from emulator.cost import cost_model, runtime
+    from emulator.engine.lone_request import lone_request_bound_s, stage_bound_s
+    from emulator.engine.scenario import scenario_from_data
+
+    def bound(knobs=None, parallel=None):
+        t = {"name": "wan", "workload": "wan2.1-t2v-1.3b", "arrival": {"process": "poisson", "rate_per_s": 0.1},
+             "knobs": {"height": 480, "width": 832, "frames": 33, "steps": 10, **(knobs or {})}}
+        policy = {"policy": "fcfs"}
+        if parallel:
+            t["parallel"], policy = parallel, {"policy": "gang"}
+        s = scenario_from_data({"name": "g", "device": "h100-sxm", "runtime": "cuda-graphs", "horizon_s": 10,
+                                "cluster": {"devices": 2}, "traffic": [t], "policies": [policy]})
+        return s, lone_request_bound_s(s)
+
+    s, one = bound()
+    _, gang = bound(parallel={"transformer": "cfg=2"})
+    stages = s.traffic[0].pipeline().stages
+    model, run_as = cost_model("h100-sxm"), runtime("cuda-graphs")
+    transformer = next(st for st in stages if st.name == "transformer")
+    # by hand: the transformer's calls at half their single-GPU time, every other stage as before
+    assert gang == pytest.approx(one - stage_bound_s(transformer, [model], run_as) / 2, rel=1e-9)
+    _, cached = bound(knobs={"cache": "teacache-wan-slow"})
+    assert cached < one  # cached calls skip the block stack
