@@ -61,10 +61,9 @@ METHODS: dict[str, Callable[[int], ParallelPlan | None]] = {
     "pipefusion x cfg": lambda n: ParallelPlan(pipefusion=n // 2, cfg=2) if n >= 4 else None,
 }
 COLUMNS = ("workload", "resolution", "method", "gpus", "plan", "transformer_s", "transformer_one_gpu_s", "speedup",
-           "efficiency", "attention_speedup", "communication_s", "compute_s", "communication_share",
-           "host_idle_s", "pipeline_bubble_s",
-           "weights_per_rank_GiB", "activations_per_rank_GiB", "kv_per_rank_GiB", "vae_plan", "end_to_end_s",
-           "end_to_end_one_gpu_s", "end_to_end_speedup")
+           "efficiency", "attention_speedup", "communication_s", "compute_s", "communication_share", "host_idle_s",
+           "pipeline_bubble_s", "weights_per_rank_GiB", "activations_per_rank_GiB", "kv_per_rank_GiB", "vae_plan",
+           "end_to_end_s", "end_to_end_one_gpu_s", "end_to_end_speedup")
 
 
 def stage_s(stage: Stage, cost: CostModel) -> float:
@@ -91,15 +90,17 @@ def setting_rows(workload: str, resolution: str, knobs: dict, cost: CostModel) -
     transformer = p.stage("transformer")
     mode = p.params.get("guidance_mode")
     text = sum(stage_s(s, cost) for s in p.stages if s.name.startswith("text_encoder"))
-    one = stage_s(transformer, cost)
-    one_memory = graph_memory(transformer.graph(), ATTENTION)
+    one_time = stage_time(transformer, cost)[1]
+    one = one_time.seconds
+    one_memory = graph_memory(transformer.graph())
     base = {"workload": workload, "resolution": resolution, "transformer_one_gpu_s": one,
             "end_to_end_one_gpu_s": text + one + vae_s(p, 1, cost)[1]}
     rows, refused = [], 0
     for method, plan_of in METHODS.items():
         for gpus in GPUS:
             if gpus == 1:
-                rows.append(base | single_row(method, one, one_memory, base["end_to_end_one_gpu_s"]))
+                rows.append(base | single_row(method, one, one_time.host_idle_s, one_memory,
+                                              base["end_to_end_one_gpu_s"]))
                 continue
             plan = plan_of(gpus)
             if plan is None:
@@ -116,10 +117,10 @@ def setting_rows(workload: str, resolution: str, knobs: dict, cost: CostModel) -
     return rows, refused
 
 
-def single_row(method: str, one: float, memory: dict, end_to_end: float) -> dict:
+def single_row(method: str, one: float, host_idle: float, memory: dict, end_to_end: float) -> dict:
     return {"method": method, "gpus": 1, "plan": "one GPU", "transformer_s": one, "speedup": 1.0, "efficiency": 1.0,
             "attention_speedup": 1.0, "communication_s": 0.0, "compute_s": one, "communication_share": 0.0,
-            "host_idle_s": None, "pipeline_bubble_s": 0.0,
+            "host_idle_s": host_idle, "pipeline_bubble_s": 0.0,
             "weights_per_rank_GiB": memory["weight_bytes"] / GIB,
             "activations_per_rank_GiB": memory["activation_peak_bytes"] / GIB,
             "kv_per_rank_GiB": memory["kv_bytes"] / GIB, "vae_plan": "one GPU", "end_to_end_s": end_to_end,
@@ -186,7 +187,7 @@ def finding(rows: list[dict], refused: int) -> str:
                 f"{worst['communication_share']:.1%}, {worst['workload']} {worst['resolution']} {worst['plan']})")
     superlinear = [r for r in rows if r["efficiency"] > 1.02]
     faster = [r for r in superlinear if (r["attention_speedup"] or 0) > r["gpus"]]
-    host = max((r for r in rows if r["host_idle_s"]), key=lambda r: r["host_idle_s"] / r["transformer_s"])
+    host = max(rows, key=lambda r: r["host_idle_s"] / r["transformer_s"])
     return (f"Best plan on {max(GPUS)} GPUs: {best_text}. {comm[0].upper()}{comm[1:]}. {len(superlinear)} rows "
             f"scale beyond linear, {len(faster)} of them where a rank's attention kernels take less than 1/GPUs of "
             f"one GPU's attention time (smaller shapes the profile costs at a higher throughput). The most host-bound "
