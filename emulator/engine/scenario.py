@@ -357,9 +357,11 @@ def with_serving_runtime(s: Scenario, named: bool) -> Scenario:
 
     if named:
         return s
+    specs = {g.device or s.device for g in s.groups}
+    if not all(x in catalog() or x.endswith(".json") or is_file(Path(x)) for x in specs):
+        return s  # check_devices names the unknown device
     try:
         decodes = any(autoregressive(t) for t in s.traffic)
-        specs = {g.device or s.device for g in s.groups}
         devices = [catalog()[x] if x in catalog() else cost_model(resolve_path(s, x), s.attention).device
                    for x in specs]
     except UserError:
