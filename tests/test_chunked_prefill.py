@@ -73,6 +73,20 @@ def test_a_mixed_step_costs_its_token_wise_ops_at_the_total_plus_attention_per_r
     assert batched == pytest.approx(hand_step(m, tokens, logits, chunks, decodes), rel=1e-12)
 
 
+@pytest.mark.parametrize("run_as", ["eager", "cuda-graphs"])
+def test_a_whole_prompt_chunk_is_the_prefill_call_and_a_lone_decode_the_decode_call(run_as):
+    from emulator.cost.costing import stage_time
+
+    m = model()
+    p = build("llama3.1-8b", prompt_tokens=300, output_tokens=3)
+    prefill, decode = p.stage("prefill"), p.stage("decode")
+    step = mixed_step(StepCosts(m, runtime(run_as)), prefill, decode)
+    assert step.cost(300, 1, [(300, 300)]).seconds == pytest.approx(
+        stage_time(prefill, m, 1, runtime(run_as))[0].seconds, rel=1e-12)
+    decodes = step.cost(1, 1, [(1, 301)]).seconds + step.cost(1, 1, [(1, 302)]).seconds  # KV 301, then 302
+    assert decodes == pytest.approx(stage_time(decode, m, 1, runtime(run_as))[1].seconds, rel=1e-12)
+
+
 def test_gqa_is_kept_in_the_kv_per_token():
     _, step = stepper()
     assert step.kv_bytes_per_token == 2 * LAYERS * KV_HEADS * HEAD_DIM * 2  # K and V, bf16, 8 of 32 heads
