@@ -6,8 +6,9 @@ weights, a PipeFusion rank only its stage's layers (patch repeats counted
 once), Ulysses, ring, CFG and spatial ranks the whole model. Activations are
 the rank graph's liveness peak (flash attention: no similarity matrix); K/V
 is the graph's KV cache plus PipeFusion's full-length stale K/V buffers.
-`rank_memory` is the one entry point: the describe report and the engine's
-memory accounting both call it.
+`graph_memory` is the one place this is computed: `emulator.parallel.stage.
+rank_memory` applies it to a stage's rank, the describe report to each
+planned stage, and the engine's memory accounting can call either.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 from emulator.attention import DEFAULT_ATTENTION
 from emulator.graph import OpGraph
 from emulator.parallel.pipefusion import is_patch_copy, stale_kv_bytes
-from emulator.parallel.plan import ParallelPlan
-from emulator.pipeline import Stage
 
 
 def graph_memory(graph: OpGraph, attention: str = DEFAULT_ATTENTION) -> dict:
@@ -27,12 +26,3 @@ def graph_memory(graph: OpGraph, attention: str = DEFAULT_ATTENTION) -> dict:
     return {"weight_bytes": weights, "activation_peak_bytes": activations, "kv_bytes": kv,
             "total_bytes": weights + activations + kv}
 
-
-def rank_memory(stage: Stage, plan: ParallelPlan, guidance_mode: str | None = None,
-                attention: str = DEFAULT_ATTENTION) -> dict:
-    """Bytes one rank of `plan` holds for `stage` (the single-device stage; one GPU's own for degree 1), at
-    the rank's batch and its last call (the longest KV cache)."""
-    from emulator.parallel.stage import rank_stage
-
-    rank = rank_stage(stage, plan, guidance_mode)
-    return graph_memory(rank.graph(call=rank.calls - 1), attention)

@@ -49,7 +49,8 @@ import networkx as nx
 from emulator.errors import UserError
 from emulator.graph import OpGraph
 from emulator.ops import Op
-from emulator.parallel.plan import MAX_LISTED, ParallelPlan, _listed, longest_sequence
+from emulator.parallel.listing import MAX_LISTED, listed
+from emulator.parallel.roles import longest_sequence
 from emulator.shapes import Attention, Collective, Elementwise, Linear, Norm, Softmax
 
 LAYER = re.compile(r"^(.*?\.\d+)\.")  # "transformer.blocks.7.attn1.to_q" -> "transformer.blocks.7"
@@ -98,17 +99,16 @@ def split_layers(graph: OpGraph, stages: int) -> list[list[str]]:
     return groups
 
 
-def check_pipefusion(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
+def check_pipefusion(stage: str, graph: OpGraph, p: int, m: int) -> None:
     """PipeFusion needs at least P layers, at least P patches (else the pipeline never fills), and no more
     patches than tokens."""
-    p, m = plan.pipefusion, plan.patch_count
     n = len(layers(graph))
     if not n:
         raise UserError(f"{stage}: pipefusion={p} splits repeated transformer layers with a self-attention, "
                         f"and the stage has none")
     if p > n:
         raise UserError(f"{stage}: pipefusion={p} exceeds the stage's {n} layers; valid degrees: "
-                        f"{_listed(list(range(2, min(n, MAX_LISTED) + 1)))}")
+                        f"{listed(list(range(2, min(n, MAX_LISTED) + 1)))}")
     if m < p:
         raise UserError(f"{stage}: patches={m} is fewer than pipefusion={p} stages (the pipeline never "
                         f"fills); give patches >= {p}")
@@ -155,12 +155,11 @@ def heaviest_stage(graph: OpGraph, groups: list[list[str]]) -> int:
     return max(range(len(groups)), key=flops.__getitem__)
 
 
-def pipefusion_rank(graph: OpGraph, plan: ParallelPlan, stage: int | None = None,
-                    patches: int | None = None) -> OpGraph:
+def pipefusion_rank(graph: OpGraph, stages: int, patches: int, stage: int | None = None) -> OpGraph:
     """The graph of pipeline stage `stage` (default: the one with the most FLOPs) for one step: the other
     ops whole, its layers once per patch, a K/V buffer copy after each long attention and one send per patch."""
-    m = patches or plan.patch_count
-    groups = split_layers(graph, plan.pipefusion)
+    m = patches
+    groups = split_layers(graph, stages)
     mine = set(groups[heaviest_stage(graph, groups) if stage is None else stage])
     all_layers = {name for g in groups for name in g}
     long = {op.name: op.shape for op in long_attentions(graph)}
@@ -246,8 +245,7 @@ def stale_kv_bytes(graph: OpGraph) -> int:
     return total
 
 
-def bubble_s(step_s: float, warmup_step_s: float, plan: ParallelPlan, warmup_calls: int) -> float:
+def bubble_s(step_s: float, warmup_step_s: float, p: int, m: int, warmup_calls: int) -> float:
     """Seconds a request spends beyond calls x `step_s`: the fill of P - 1 patches once, and each warm-up
     call's P sequential full-sequence stages (`warmup_step_s` each) in place of one pipelined step."""
-    p, m = plan.pipefusion, plan.patch_count
     return (p - 1) * step_s / m + warmup_calls * (p * warmup_step_s - step_s)

@@ -33,9 +33,11 @@ from math import gcd
 
 from emulator.errors import UserError
 from emulator.graph import OpGraph
-from emulator.shapes import Attention, Linear
-
-MAX_LISTED = 8  # valid degrees are listed up to one 8-GPU node
+from emulator.parallel.listing import divisors, listed
+from emulator.parallel.pipefusion import check_pipefusion
+from emulator.parallel.roles import longest_sequence, tensor_roles
+from emulator.parallel.spatial import check_spatial
+from emulator.shapes import Linear
 
 
 @dataclass(frozen=True)
@@ -134,26 +136,12 @@ def parse_plan(text: str, stage_names: tuple[str, ...]) -> Plan:
 
 
 # -- validation against the graph ----------------------------------------------------------------------------
-def divisors(n: int, upto: int = MAX_LISTED) -> list[int]:
-    """Degrees above 1 that divide n, up to `upto`."""
-    return [d for d in range(2, upto + 1) if n % d == 0]
-
-
 def heads_gcd(graph: OpGraph) -> int:
     """The largest head count dividing every attention's heads (0 without attention)."""
     g = 0
     for op in graph.attention_ops:
         g = gcd(g, op.shape.heads)
     return g
-
-
-def longest_sequence(graph: OpGraph) -> int:
-    """q_len of the stage's longest self-attention (query and key length equal): the sequence split (0: none)."""
-    return max((op.shape.q_len for op in graph.attention_ops if op.shape.q_len == op.shape.kv_len), default=0)
-
-
-def _listed(values: list[int]) -> str:
-    return ", ".join(map(str, values)) or "none"
 
 
 def check_heads(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
@@ -168,7 +156,7 @@ def check_heads(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
         raise UserError(f"{stage}: {what} splits attention heads, and the stage has no attention")
     if heads % split:
         raise UserError(f"{stage}: {what} does not divide the attention heads ({heads} in every "
-                        f"attention); valid degrees: {_listed(divisors(heads))}")
+                        f"attention); valid degrees: {listed(divisors(heads))}")
 
 
 def check_ring(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
@@ -180,15 +168,13 @@ def check_ring(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
         raise UserError(f"{stage}: ring={plan.ring} needs a self-attention, and the stage has none")
     if length % (plan.ring * plan.ulysses):
         raise UserError(f"{stage}: ring={plan.ring} x ulysses={plan.ulysses} does not divide the sequence of "
-                        f"{length} tokens; valid ring degrees: {_listed(divisors(length // gcd(length, plan.ulysses)))}")
+                        f"{length} tokens; valid ring degrees: {listed(divisors(length // gcd(length, plan.ulysses)))}")
 
 
 def check_tensor(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
     """Tensor parallel splits the widths of the linears around attention and the MLP (their gcd)."""
     if plan.tensor == 1:
         return
-    from emulator.parallel.roles import tensor_roles  # the linears tensor parallel splits
-
     roles = tensor_roles(graph)
     widths = 0
     for name, role in roles.linears.items():
@@ -198,7 +184,7 @@ def check_tensor(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
         raise UserError(f"{stage}: tensor={plan.tensor} needs attention or MLP linears, and the stage has none")
     if widths % plan.tensor:
         raise UserError(f"{stage}: tensor={plan.tensor} does not divide the attention and MLP widths (gcd "
-                        f"{widths}); valid degrees: {_listed(divisors(widths))}")
+                        f"{widths}); valid degrees: {listed(divisors(widths))}")
 
 
 GUIDED_MODES = ("batched", "two-calls")
@@ -238,13 +224,9 @@ def check(stage: str, graph: OpGraph, plan: ParallelPlan, guidance_mode: str | N
     """Refuse, as one UserError line, a plan this stage's graph cannot take."""
     check_alone(stage, plan)
     if plan.pipefusion > 1:
-        from emulator.parallel.pipefusion import check_pipefusion
-
-        check_pipefusion(stage, graph, plan)
+        check_pipefusion(stage, graph, plan.pipefusion, plan.patch_count)
     if plan.spatial > 1:
-        from emulator.parallel.spatial import check_spatial
-
-        check_spatial(stage, graph, plan)
+        check_spatial(stage, graph, plan.spatial)
     check_heads(stage, graph, plan)
     check_ring(stage, graph, plan)
     check_tensor(stage, graph, plan)

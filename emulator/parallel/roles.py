@@ -52,6 +52,11 @@ class Sequences:
         return None
 
 
+def longest_sequence(graph: OpGraph) -> int:
+    """q_len of the stage's longest self-attention (query and key length equal): the sequence split (0: none)."""
+    return max((op.shape.q_len for op in graph.attention_ops if op.shape.q_len == op.shape.kv_len), default=0)
+
+
 def sequences(graph: OpGraph) -> Sequences:
     """The sequences of `graph` that sequence parallelism splits (none: no self-attention)."""
     selfs = [op.shape for op in graph.attention_ops if op.shape.q_len == op.shape.kv_len]

@@ -30,7 +30,7 @@ import networkx as nx
 from emulator.errors import UserError
 from emulator.graph import OpGraph
 from emulator.ops import Op
-from emulator.parallel.plan import MAX_LISTED, ParallelPlan, _listed
+from emulator.parallel.listing import MAX_LISTED, listed
 from emulator.shapes import Attention, Collective, Conv, Elementwise, Linear, Norm, Resample, Softmax
 
 
@@ -55,14 +55,13 @@ def valid_degrees(graph: OpGraph) -> list[int]:
     return [p for p in range(2, MAX_LISTED + 1) if p <= rows and ceil(rows / p) >= halo]
 
 
-def check_spatial(stage: str, graph: OpGraph, plan: ParallelPlan) -> None:
-    p = plan.spatial
+def check_spatial(stage: str, graph: OpGraph, p: int) -> None:
     if not spatial_convs(graph):
         raise UserError(f"{stage}: spatial={p} splits a VAE's convolutions by rows, and the stage has none")
     valid = valid_degrees(graph)
     if p not in valid:
         raise UserError(f"{stage}: spatial={p} leaves a rank fewer latent rows than a convolution's halo "
-                        f"(latent {latent_rows(graph)} rows); valid degrees: {_listed(valid)}")
+                        f"(latent {latent_rows(graph)} rows); valid degrees: {listed(valid)}")
 
 
 def rows_split(shape, p: int):
@@ -106,10 +105,9 @@ def exchanges(op: Op, p: int) -> list[Op]:
     return []
 
 
-def spatial_rank(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
+def spatial_rank(graph: OpGraph, p: int) -> OpGraph:
     """One rank's graph of a VAE decoder under `spatial=P`: rows / P, halos, norm statistics, K/V and output
     gathers."""
-    p = plan.spatial
     ops: list[Op] = []
     edges: list[tuple[str, str]] = []
     entry: dict[str, list[str]] = {}

@@ -12,6 +12,7 @@ share, one rank's memory (`emulator.parallel.memory`) and the speedup.
 
 from __future__ import annotations
 
+from emulator.attention import DEFAULT_ATTENTION
 from emulator.cost import CostModel, stage_time
 from emulator.cost.runtime import EAGER, Runtime
 from emulator.parallel.memory import graph_memory
@@ -42,6 +43,15 @@ def rank_pipeline(pipeline: Pipeline, plan: Plan) -> Pipeline:
     return Pipeline(pipeline.workload, pipeline.params, stages)
 
 
+def rank_memory(stage: Stage, plan: ParallelPlan, guidance_mode: str | None = None,
+                attention: str = DEFAULT_ATTENTION) -> dict:
+    """Bytes one rank of `plan` holds for `stage` (the single-device stage; one GPU's own for degree 1), at
+    the rank's batch and its last call (the longest KV cache): `emulator.parallel.memory.graph_memory` of
+    the rank's graph."""
+    rank = rank_stage(stage, plan, guidance_mode)
+    return graph_memory(rank.graph(call=rank.calls - 1), attention)
+
+
 def overlap_s(stage: Stage, model: CostModel) -> float:
     """Seconds per request the overlapped communication hides: per (send/recv, block) pair the shorter one."""
     g = stage.graph()
@@ -53,7 +63,7 @@ def warmup_step_s(single: Stage, rank: Stage, plan: ParallelPlan, model: CostMod
     """One PipeFusion stage's call on the whole sequence (one patch), as the warm-up runs it."""
     def build(batch: int):
         g = single.build(batch)
-        return cfg_gathered(pipefusion_rank(g, plan, patches=1), g.ops[-1], plan)
+        return cfg_gathered(pipefusion_rank(g, plan.pipefusion, 1), g.ops[-1], plan)
 
     whole = Stage(single.name, "PipeFusion warm-up", build, 1, rank.batch)
     return stage_time(whole, model, runtime=runtime)[0].seconds - overlap_s(whole, model)
@@ -70,7 +80,8 @@ def stage_summary(single: Stage, rank: Stage, plan: ParallelPlan, model: CostMod
     bubble = 0.0
     if plan.pipefusion > 1:
         step = first.seconds - hidden / rank.calls
-        bubble = bubble_s(step, warmup_step_s(single, rank, plan, model, runtime), plan, warmup_calls)
+        bubble = bubble_s(step, warmup_step_s(single, rank, plan, model, runtime), plan.pipefusion,
+                          plan.patch_count, warmup_calls)
     seconds = per_rank.seconds - hidden + bubble
     memory = graph_memory(rank.graph(call=rank.calls - 1))
     return {

@@ -45,6 +45,7 @@ from emulator.ops import Op
 from emulator.parallel.pipefusion import pipefusion_rank, send_overlaps
 from emulator.parallel.plan import ParallelPlan
 from emulator.parallel.roles import Sequences, TensorRoles, sequences, tensor_roles, token_length
+from emulator.parallel.spatial import spatial_rank
 from emulator.shapes import Attention, Collective, Elementwise, Linear, Norm, Softmax
 
 
@@ -233,11 +234,9 @@ def shard(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
     if plan.degree == 1 or not graph.ops:
         return graph
     if plan.spatial > 1:
-        from emulator.parallel.spatial import spatial_rank
-
-        return spatial_rank(graph, plan)
+        return spatial_rank(graph, plan.spatial)
     if plan.pipefusion > 1:
-        return cfg_gathered(pipefusion_rank(graph, plan), graph.ops[-1], plan)
+        return cfg_gathered(pipefusion_rank(graph, plan.pipefusion, plan.patch_count), graph.ops[-1], plan)
     ctx = context(graph, plan)
     pieces = {op.name: piece(op, ctx) for op in graph.ops}
     structure = nx.DiGraph()
