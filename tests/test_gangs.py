@@ -190,13 +190,14 @@ def test_nodes_make_devices_and_a_groups_plan_applies_to_its_classes():
     s = scenario_from_data({"name": "t", "device": H100, "traffic": [video()], "policies": [{"policy": "gang"}],
                             "cluster": {"nodes": 3, "gpus_per_node": 4}})
     assert s.groups[0].devices == 12 and s.groups[0].gpus_per_node == 4
+    from emulator.engine.scenario import node_gpus
     from emulator.engine.topology import node_size, stage_plans
 
-    assert node_size(s, s.groups[0]) == 4
+    assert node_size(s, s.groups[0], lambda spec: node_gpus(s, spec)) == 4
     grouped = scenario_from_data({"name": "t", "device": H100, "traffic": [video()], "policies": [{"policy": "gang"}],
                                   "cluster": {"groups": [{"name": "g", "devices": 8,
                                                           "parallel": {"transformer": "ulysses=2"}}]}})
-    assert node_size(grouped, grouped.groups[0]) == 8  # the catalog's H100 SXM node
+    assert node_size(grouped, grouped.groups[0], lambda spec: node_gpus(grouped, spec)) == 8  # the catalog's
     assert stage_plans(grouped, grouped.traffic[0])["transformer"] == parse_stage_plan("ulysses=2")
     own = scenario_from_data({"name": "t", "device": H100, "traffic": [video(plan="cfg=2")],
                               "policies": [{"policy": "gang"}],

@@ -435,6 +435,17 @@ def is_file(path: Path) -> bool:
         return False
 
 
+def node_gpus(s: Scenario, spec: str) -> int:
+    """The catalog's gpus_per_node of a device spec (a catalog name or a profile file); 8 where the device
+    cannot be read (check_devices then refuses it)."""
+    from emulator.cost import cost_model
+
+    try:
+        return cost_model(resolve_path(s, spec), s.attention).device.gpus_per_node
+    except (UserError, OSError, ValueError):
+        return 8
+
+
 def resolve_path(s: Scenario, spec: str) -> str:
     """A device spec: a catalog name as is, a profile path relative to the scenario file."""
     if spec.endswith(".json"):
@@ -522,9 +533,9 @@ def scenario_from_data(data: Any, base_dir: str = ".", where: str = "scenario") 
         check_name(s.name, "name")
         if not s.traffic:
             fail("traffic", "at least one traffic class is needed")
-        s = with_topology(s)
+        s = with_topology(s, lambda spec: node_gpus(s, spec))
         check_cross_fields(s)
-        check_gangs(s)
+        check_gangs(s, lambda spec: node_gpus(s, spec))
         return s
     except UserError as e:
         message = str(e).removeprefix("scenario.")

@@ -142,7 +142,8 @@ def replay(ctx: Context, spec: PolicySpec, metrics: Metrics, seed: int, progress
         setup = GangSetup(klass(spec.params), tuple(stage_plans(s, t) for t in s.traffic), ctx.rank_stages)
     cluster = Cluster(env, groups, ctx.classes, costs, spec.router or s.cluster.router,
                       lambda device: klass(spec.params, device), metrics, setup,
-                      tuple(node_size(s, g) for g in s.groups))
+                      tuple(node_size(s, g, lambda spec: ctx.costs[spec].model.device.gpus_per_node)
+                            for g in s.groups))
     metrics.attach(cluster.devices)
     ids = itertools.count()
     for v, t in zip(ctx.variants, s.traffic):

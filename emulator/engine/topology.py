@@ -24,26 +24,12 @@ from dataclasses import replace
 from emulator.errors import UserError, excerpt
 from emulator.parallel.plan import ONE_GPU, ParallelPlan, parse_stage_plan
 
-DEFAULT_GPUS_PER_NODE = 8  # only where the device cannot be read (it is then refused by the device check)
+def node_size(s, group, node_gpus) -> int:
+    """GPUs per node of a device group; `node_gpus(device spec)`: the device's own (the catalog's)."""
+    return group.gpus_per_node or s.cluster.gpus_per_node or node_gpus(group.device or s.device)
 
 
-def node_gpus(s, spec: str) -> int:
-    """The catalog's gpus_per_node of a device spec (a catalog name or a profile file)."""
-    from emulator.cost import cost_model
-    from emulator.engine.scenario import resolve_path
-
-    try:
-        return cost_model(resolve_path(s, spec), s.attention).device.gpus_per_node
-    except UserError:
-        return DEFAULT_GPUS_PER_NODE
-
-
-def node_size(s, group) -> int:
-    """GPUs per node of a device group."""
-    return group.gpus_per_node or s.cluster.gpus_per_node or node_gpus(s, group.device or s.device)
-
-
-def with_topology(s):
+def with_topology(s, node_gpus):
     """The scenario with `cluster.nodes` turned into its devices (nodes x gpus_per_node)."""
     from emulator.engine.schema import fail
 
@@ -52,7 +38,7 @@ def with_topology(s):
         return s
     if c.groups:
         fail("cluster.nodes", "is for a cluster without groups; give each group its devices instead")
-    per_node = c.gpus_per_node or node_gpus(s, s.device)
+    per_node = c.gpus_per_node or node_gpus(s.device)
     return replace(s, cluster=replace(c, devices=c.nodes * per_node))
 
 
@@ -86,7 +72,7 @@ def stage_plans(s, t, pipeline=None) -> dict[str, ParallelPlan]:
     return out
 
 
-def check_gangs(s) -> None:
+def check_gangs(s, node_gpus) -> None:
     """Plans name stages, parse, suit their graphs and the topology, and meet a gang policy."""
     from emulator.engine.policies.gang import GangPolicy
     from emulator.engine.schema import fail
@@ -124,7 +110,7 @@ def check_gangs(s) -> None:
             if st.kv_growth and t.lengths is not None:
                 fail(where, "a planned KV-growing (decode) stage needs fixed prompt and output lengths (knobs)")
             group = s.groups[group_index(s, st.name)]
-            problem = fits_topology(plan, group.devices, node_size(s, group))
+            problem = fits_topology(plan, group.devices, node_size(s, group, node_gpus))
             if problem:
                 fail(where, problem)
     if gangs:
