@@ -154,21 +154,23 @@ def best(rows: list[dict]) -> list[dict]:
 def plot(rows: list[dict], column: str, ylabel: str, device: str, path: Path, ideal: bool) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), sharex=True)
+    lines = {}
     for ax, (workload, resolution, _) in zip(axes.T.flat, SETTINGS):
         for k, method in enumerate(METHODS):
             pts = sorted((r["gpus"], r[column]) for r in rows if r["workload"] == workload
                          and r["resolution"] == resolution and r["method"] == method)
             if len(pts) > 1:
-                ax.plot(*zip(*pts), marker="o", ms=3, color=plt.get_cmap("tab10")(k), label=method)
+                lines[method], = ax.plot(*zip(*pts), marker="o", ms=3, color=plt.get_cmap("tab10")(k))
         if ideal:
-            ax.plot(GPUS, GPUS, color="grey", ls=":", label="linear")
-        ax.set(title=f"{workload} {resolution}", xscale="log", xticks=GPUS, ylabel=ylabel)
+            lines["linear"], = ax.plot(GPUS, GPUS, color="grey", ls=":")
+        ax.set(title=f"{workload} {resolution}", xscale="log", ylabel=ylabel)
         ax.set_xticks(GPUS, [str(g) for g in GPUS])
+        ax.set_xticks([], minor=True)
     for ax in axes[-1]:
         ax.set_xlabel("GPUs")
-    axes[0][0].legend(fontsize=7)
+    fig.legend(lines.values(), lines.keys(), loc="lower center", ncol=len(lines), fontsize=8)
     fig.suptitle(f"{ylabel} of the transformer per request on {device} (flash attention)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return save(fig, path)
 
 
