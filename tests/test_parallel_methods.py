@@ -5,13 +5,15 @@ Reference values are hand-computed from the Wan 2.1 14B configuration (width 512
 batch 1); each test's comment shows the arithmetic.
 """
 
+import json
+
 import pytest
 
 from emulator.builder import GraphBuilder
+from emulator.cli import main
 from emulator.errors import UserError
 from emulator.parallel import ParallelPlan, check, graph_memory, overlaps, parse_plan, rank_memory, shard
 from emulator.parallel.pipefusion import layers, split_layers
-from emulator.pipeline import Stage
 from emulator.shapes import Attention, Collective, Conv
 from workloads import build
 from workloads.blocks.video_dit import VideoDiTSpec, wan
@@ -163,3 +165,18 @@ def test_ulysses_kv_all_to_all_carries_kv_heads():
     # One rank's 1,024 tokens: q [1024, 32 x 128] = 4,194,304 elements; k and v [1024, 8 x 128] = 1,048,576.
     sizes = {op.name.rsplit("_", 1)[1]: op.shape.elements for op in comms(g, "all_to_all")}
     assert sizes == {"q": 4_194_304, "k": 1_048_576, "v": 1_048_576, "out": 4_194_304}
+
+
+def test_describe_prints_memory_per_rank_and_the_bubble(capsys):
+    args = ["describe", "wan2.1-t2v-1.3b", "--steps", "2", "--device", "h100-sxm", "--parallel",
+            "transformer:pipefusion=2,cfg=2; vae_decoder:spatial=2"]
+    assert main(args + ["--json"]) == 0
+    transformer, vae = json.loads(capsys.readouterr().out)["parallel"]["stages"]
+    assert transformer["pipeline_bubble_s"] > 0 and vae["pipeline_bubble_s"] == 0
+    for s in (transformer, vae):
+        assert set(s["memory_per_rank"]) == {"weight_bytes", "activation_peak_bytes", "kv_bytes", "total_bytes"}
+    assert transformer["memory_per_rank"]["weight_bytes"] < transformer["memory_one_gpu"]["weight_bytes"]
+    assert vae["memory_per_rank"]["weight_bytes"] == vae["memory_one_gpu"]["weight_bytes"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert text.count("memory per rank: weights") == 2 and "pipeline bubble" in text
