@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from emulator.graph import OpGraph
-from emulator.shapes import Attention, Elementwise, Linear, Norm, Softmax
+from emulator.shapes import Elementwise, Linear, Norm, Softmax
 
 # Pointwise ops a column -> attention or column -> row path may cross (never a residual add).
 PATH_OPS = ("rope", "copy", "memcpy", "gelu", "silu", "quick_gelu", "geglu", "swiglu", "mul", "scale")
