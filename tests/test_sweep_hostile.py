@@ -201,7 +201,7 @@ def test_case4_ctrl_c_stops_at_once_keeps_the_rows_and_resumes(tmp_path, monkeyp
     start = time.monotonic()
     with pytest.raises(BaseException) as e:  # before the fix, the KeyboardInterrupt itself, late
         sweep(path, out, workers=workers)
-    assert time.monotonic() - start < 10  # the hanging runs were ended, not waited for
+    assert time.monotonic() - start < 45  # the hanging runs (60 s each) were ended, not waited for; slack for a busy machine
     assert isinstance(e.value, UserError)  # so the CLI prints it as one line with exit code 2
     assert str(e.value) == "interrupted: 2 of 6 runs done; run the same command again to resume"
     kept = (out / "results.csv").read_text().splitlines()
