@@ -2,7 +2,7 @@
 
 The core: shape-only operators (`ops`, `shapes`), operator graphs on networkx
 (`graph`, `builder`), pipelines of stages (`pipeline`), and the scripting
-entry points `simulate` and `sweep` (emulator.api). Importing it never imports
+entry points `simulate`, `sweep` and `search` (emulator.api). Importing it never imports
 torch.
 """
 
@@ -12,7 +12,7 @@ from emulator.ops import CATEGORIES, DTYPE_BYTES, Op
 from emulator.pipeline import Pipeline, Stage
 
 __all__ = ["CATEGORIES", "DTYPE_BYTES", "GraphBuilder", "Op", "OpGraph", "Pipeline", "Stage", "Tensor", "Totals",
-           "simulate", "sweep"]
+           "search", "simulate", "sweep"]
 
 
 def simulate(*args, **kwargs):
@@ -25,5 +25,12 @@ def simulate(*args, **kwargs):
 def sweep(*args, **kwargs):
     """Run a sweep file; see emulator.api.sweep."""
     from emulator.api import sweep as run
+
+    return run(*args, **kwargs)
+
+
+def search(*args, **kwargs):
+    """Find the cheapest configuration meeting an SLO; see emulator.api.search."""
+    from emulator.api import search as run
 
     return run(*args, **kwargs)

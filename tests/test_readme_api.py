@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from emulator.engine.columns import COLUMNS, METRICS
+from emulator.engine.columns import COLUMNS, COST_COLUMNS, COST_METRICS, METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -27,6 +27,13 @@ def test_the_readme_column_table_is_the_shared_list():
     documented = re.findall(r"^\| `([a-z0-9_A-Z]+)` \| (.+) \|$", table, re.M)
     assert [c for c, _ in documented] == list(COLUMNS)
     assert dict(documented) == {c: meaning for c, _, meaning in METRICS}
+
+
+def test_the_readme_cost_table_is_the_shared_list():
+    table = README.split("| cost column | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `([a-z0-9_A-Z]+)` \| (.+) \|$", table, re.M)
+    assert [c for c, _ in documented] == list(COST_COLUMNS)
+    assert dict(documented) == {c: meaning for c, _, meaning in COST_METRICS}
 
 
 def test_simulate_and_sweep_tables_share_the_metric_columns(tmp_path):
