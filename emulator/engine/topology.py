@@ -104,7 +104,7 @@ def check_gangs(s, node_gpus) -> None:
             where = f"traffic[{i}].parallel.{st.name}" if st.name in t.parallel else \
                 f"cluster.groups[{group_index(s, st.name)}].parallel.{st.name}"
             try:
-                rank_stage(st, plan, mode)
+                rank_stage(st, plan, mode, pipeline.params.get("steps"))
             except UserError as e:
                 fail(where, str(e))
             if st.kv_growth and t.lengths is not None:

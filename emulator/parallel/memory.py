@@ -18,9 +18,14 @@ from emulator.graph import OpGraph
 from emulator.parallel.pipefusion import is_patch_copy, stale_kv_bytes
 
 
+def weight_bytes(graph: OpGraph) -> int:
+    """Weights one rank running `graph` holds: once per op, PipeFusion's patch repeats not again."""
+    return sum(op.weight_bytes for op in graph.ops if not is_patch_copy(op.name))
+
+
 def graph_memory(graph: OpGraph, attention: str = DEFAULT_ATTENTION) -> dict:
     """Bytes one rank running `graph` holds (weights once per op, patch repeats not again)."""
-    weights = sum(op.weight_bytes for op in graph.ops if not is_patch_copy(op.name))
+    weights = weight_bytes(graph)
     activations = graph.peak_activation_bytes(attention)
     kv = graph.kv_cache_bytes + stale_kv_bytes(graph)
     return {"weight_bytes": weights, "activation_peak_bytes": activations, "kv_bytes": kv,

@@ -245,7 +245,8 @@ def stale_kv_bytes(graph: OpGraph) -> int:
     return total
 
 
-def bubble_s(step_s: float, warmup_step_s: float, p: int, m: int, warmup_calls: int) -> float:
-    """Seconds a request spends beyond calls x `step_s`: the fill of P - 1 patches once, and each warm-up
-    call's P sequential full-sequence stages (`warmup_step_s` each) in place of one pipelined step."""
-    return (p - 1) * step_s / m + warmup_calls * (p * warmup_step_s - step_s)
+def bubble_s(step_s: float, warmup_step_s: float, p: int, m: int, warmup_calls: int, fills: int = 1) -> float:
+    """Seconds a request spends beyond its calls' own time: each of `fills` fills of P - 1 patches (`step_s`
+    one pipelined full call), and each warm-up call's P sequential full-sequence stages (`warmup_step_s`
+    each) in place of one pipelined step."""
+    return fills * (p - 1) * step_s / m + warmup_calls * (p * warmup_step_s - step_s)

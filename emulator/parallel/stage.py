@@ -3,29 +3,41 @@
 `rank_stage` validates a stage's plan against its graph and returns the stage
 one rank runs: its graph `shard`ed at the rank's batch (CFG with batched
 guidance halves the batch; CFG with guidance as two calls halves the calls:
-each rank runs one of the pair). `stage_summary` costs both the stage on one
-GPU and one rank's stage per request: the per-rank time (minus the ring's
+each rank runs one of the pair), carrying the rank's share of the stage's
+per-call schedule (step caching: `rank_schedule`). `stage_summary` costs both
+the stage on one GPU and one rank's stage per request, each call by its kind
+(`emulator.schedule_cost`): the per-rank time (minus the ring's
 send/recvs and PipeFusion's patch sends hidden under the attention they
-overlap, plus PipeFusion's pipeline bubble), its communication time and
+overlap, plus PipeFusion's pipeline bubble: `pipeline_bubble_s`, which the
+gang engine adds too), its communication time and
 share, one rank's memory (`emulator.parallel.memory`) and the speedup.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from emulator.attention import DEFAULT_ATTENTION
 from emulator.cost import CostModel, stage_time
 from emulator.cost.runtime import EAGER, Runtime
+from emulator.errors import UserError
+from emulator.graph import OpGraph
 from emulator.parallel.memory import graph_memory
 from emulator.parallel.pipefusion import bubble_s, pipefusion_rank
-from emulator.parallel.plan import ParallelPlan, Plan, check
+from emulator.parallel.plan import GUIDED_MODES, ParallelPlan, Plan, check
 from emulator.parallel.transforms import cfg_gathered, overlaps, shard
 from emulator.pipeline import Pipeline, Stage
+from emulator.schedule_cost import scheduled_stage_time
+from emulator.schedules import FULL, CallSchedule
 
 
-def rank_stage(stage: Stage, plan: ParallelPlan, guidance_mode: str | None = None) -> Stage:
-    """The stage one rank of `plan` runs (the stage itself for one GPU)."""
+def rank_stage(stage: Stage, plan: ParallelPlan, guidance_mode: str | None = None,
+               steps: int | None = None) -> Stage:
+    """The stage one rank of `plan` runs (the stage itself for one GPU), with the rank's share of the stage's
+    per-call schedule (`rank_schedule`; `steps`: the pipeline's denoising steps, where known)."""
     if plan.degree == 1:
         return stage
+    schedule = rank_schedule(stage, plan, guidance_mode, steps)
     check(stage.name, stage.graph(), plan, guidance_mode, stage.batch, stage.calls)
     calls, batch = stage.calls, stage.batch
     if plan.cfg > 1 and guidance_mode == "batched":
@@ -33,13 +45,53 @@ def rank_stage(stage: Stage, plan: ParallelPlan, guidance_mode: str | None = Non
     elif plan.cfg > 1:
         calls //= plan.cfg
     return Stage(stage.name, f"{stage.description}; one rank of {plan.text()}",
-                 lambda n: shard(stage.build(n), plan), calls, batch, stage.kv_growth, stage.weights)
+                 lambda n: shard(stage.build(n), plan), calls, batch, stage.kv_growth, stage.weights,
+                 schedule=schedule)
+
+
+def rank_schedule(stage: Stage, plan: ParallelPlan, guidance_mode: str | None,
+                  steps: int | None = None) -> CallSchedule | None:
+    """The kinds of one rank's calls: the stage's own where every rank runs every call (Ulysses, ring, tensor,
+    PipeFusion, CFG with batched guidance); under CFG with guidance as two calls each rank runs one call of
+    every step's pair, so the rank's calls are the steps' kinds. Refused in one line where a rank's calls are
+    not the stage's: CFG with guidance on part of the steps (the unguided steps' single call runs on one rank
+    only), and PipeFusion with a cache that computes part of the blocks (each rank holds other blocks).
+    The partial-call graphs follow from the rank graph (`Stage.call_graph`): block scopes survive the
+    transforms, and a reused residual is the rank's shard of it."""
+    s = stage.schedule
+    if s is None:
+        return None
+    if plan.pipefusion > 1 and any(0 < k.depth < FULL for k in s.kinds):
+        raise UserError(f"{stage.name}: pipefusion={plan.pipefusion} with a cache that computes part of the blocks "
+                        f"({s.method}) is not modelled (each rank holds other blocks); use a cache that reuses "
+                        f"whole steps (a TeaCache preset, share=S, interval=N)")
+    if plan.cfg == 1 or guidance_mode not in GUIDED_MODES:  # without guidance passes `check` refuses cfg
+        return s
+    if not guided_every_step(s, guidance_mode, steps):
+        raise UserError(f"{stage.name}: cfg={plan.cfg} runs the two guidance passes on two GPUs and needs guidance "
+                        f"on every step; this schedule ({s.method}) leaves steps unguided: drop cfg_steps or the "
+                        f"cfg degree")
+    if guidance_mode == "batched":
+        return s
+    return replace(s, kinds=s.kinds[0::2], branches=1)
+
+
+def guided_every_step(schedule: CallSchedule | None, guidance_mode: str | None, steps: int | None = None) -> bool:
+    """Whether a schedule runs guidance on every step (no schedule: yes): no half-batch call under batched
+    guidance; under two calls, pairs of equal calls (two per step when the `steps` are known)."""
+    if schedule is None:
+        return True
+    kinds = schedule.kinds
+    if guidance_mode == "batched":
+        return not any(k.half for k in kinds)
+    return not len(kinds) % 2 and kinds[0::2] == kinds[1::2] and (steps is None or len(kinds) == 2 * steps)
 
 
 def rank_pipeline(pipeline: Pipeline, plan: Plan) -> Pipeline:
     """The pipeline with each planned stage replaced by one rank's stage."""
     mode = pipeline.params.get("guidance_mode")
-    stages = tuple(rank_stage(s, plan.for_stage(s.name), mode) for s in pipeline.stages)
+    steps = pipeline.params.get("steps")
+    stages = tuple(rank_stage(s, plan.for_stage(s.name), mode, steps) for s in pipeline.stages)
     return Pipeline(pipeline.workload, pipeline.params, stages)
 
 
@@ -52,11 +104,14 @@ def rank_memory(stage: Stage, plan: ParallelPlan, guidance_mode: str | None = No
     return graph_memory(rank.graph(call=rank.calls - 1), attention)
 
 
+def overlap_call_s(graph: OpGraph, model: CostModel) -> float:
+    """Seconds one call of `graph` hides: per (send/recv, block) pair the shorter one."""
+    return sum(min(model.op_time(graph.op(c)), model.op_time(graph.op(a))) for c, a in overlaps(graph))
+
+
 def overlap_s(stage: Stage, model: CostModel) -> float:
-    """Seconds per request the overlapped communication hides: per (send/recv, block) pair the shorter one."""
-    g = stage.graph()
-    per_call = sum(min(model.op_time(g.op(c)), model.op_time(g.op(a))) for c, a in overlaps(g))
-    return per_call * stage.calls
+    """Seconds per request the overlapped communication hides, each kind of call by its own graph."""
+    return sum(overlap_call_s(stage.call_graph(k), model) * n for k, n in stage.kind_counts().items())
 
 
 def warmup_step_s(single: Stage, rank: Stage, plan: ParallelPlan, model: CostModel, runtime: Runtime) -> float:
@@ -69,19 +124,33 @@ def warmup_step_s(single: Stage, rank: Stage, plan: ParallelPlan, model: CostMod
     return stage_time(whole, model, runtime=runtime)[0].seconds - overlap_s(whole, model)
 
 
+def pipeline_fills(rank: Stage) -> int:
+    """Times a PipeFusion rank's pipeline fills per request: once, and again at every computed call after
+    reused ones (a reused call needs the whole previous output, so the pipeline drains before it)."""
+    kinds = [rank.kind(c) for c in range(rank.calls)]
+    return 1 + sum(1 for a, b in zip(kinds, kinds[1:]) if a.depth != FULL and b.depth == FULL)
+
+
+def pipeline_bubble_s(single: Stage, rank: Stage, plan: ParallelPlan, model: CostModel, runtime: Runtime,
+                      step_s: float, warmup_calls: int = 1) -> float:
+    """PipeFusion's bubble per request (0 for other plans): its fills and warm-up
+    (`emulator.parallel.pipefusion.bubble_s`), given one pipelined full call's seconds `step_s`."""
+    if plan.pipefusion == 1:
+        return 0.0
+    return bubble_s(step_s, warmup_step_s(single, rank, plan, model, runtime), plan.pipefusion, plan.patch_count,
+                    warmup_calls, pipeline_fills(rank))
+
+
 def stage_summary(single: Stage, rank: Stage, plan: ParallelPlan, model: CostModel,
                   runtime: Runtime = EAGER, warmup_calls: int = 1) -> dict:
-    """One GPU against one rank of `plan`, per request of the stage; PipeFusion's first `warmup_calls`
-    calls run unpipelined (`emulator.parallel.pipefusion.bubble_s`)."""
-    _, one = stage_time(single, model, runtime=runtime)
-    first, per_rank = stage_time(rank, model, runtime=runtime)
+    """One GPU against one rank of `plan`, per request of the stage, each call costed by its kind;
+    PipeFusion's first `warmup_calls` calls run unpipelined (`pipeline_bubble_s`)."""
+    _, one = scheduled_stage_time(single, model, runtime=runtime)
+    first, per_rank = scheduled_stage_time(rank, model, runtime=runtime)
     hidden = overlap_s(rank, model)
     comm = per_rank.by_category_s.get("Communication", 0.0)
-    bubble = 0.0
-    if plan.pipefusion > 1:
-        step = first.seconds - hidden / rank.calls
-        bubble = bubble_s(step, warmup_step_s(single, rank, plan, model, runtime), plan.pipefusion,
-                          plan.patch_count, warmup_calls)
+    step = first.seconds - overlap_call_s(rank.graph(), model)  # one full call
+    bubble = pipeline_bubble_s(single, rank, plan, model, runtime, step, warmup_calls)
     seconds = per_rank.seconds - hidden + bubble
     memory = graph_memory(rank.graph(call=rank.calls - 1))
     return {
@@ -92,7 +161,7 @@ def stage_summary(single: Stage, rank: Stage, plan: ParallelPlan, model: CostMod
         "batch_per_rank": rank.batch,
         "one_gpu_s": one.seconds,
         "per_rank_s": seconds,
-        "per_rank_call_s": first.seconds - hidden / rank.calls,
+        "per_rank_call_s": step,
         "communication_s": comm,
         "communication_hidden_s": hidden,
         "communication_share": max(0.0, comm - hidden) / seconds if seconds else 0.0,
@@ -119,7 +188,8 @@ def summary(pipeline: Pipeline, plan: Plan, model: CostModel, runtime: Runtime =
     stages = [stage_summary(s, r, plan.for_stage(s.name), model, runtime, warmup_calls(pipeline, r))
               for s, r in zip(pipeline.stages, ranks.stages) if plan.for_stage(s.name).degree > 1]
     planned = {s["stage"] for s in stages}
-    rest = sum(stage_time(s, model, runtime=runtime)[1].seconds for s in pipeline.stages if s.name not in planned)
+    rest = sum(scheduled_stage_time(s, model, runtime=runtime)[1].seconds
+               for s in pipeline.stages if s.name not in planned)
     one = rest + sum(s["one_gpu_s"] for s in stages)
     parallel = rest + sum(s["per_rank_s"] for s in stages)
     return {"plan": plan.text(), "gpus": max(s["gpus"] for s in stages), "stages": stages,

@@ -28,6 +28,7 @@ from typing import Literal
 
 from emulator.errors import UserError
 from emulator.parallel.plan import GUIDED_MODES, ParallelPlan, check, heads_gcd
+from emulator.parallel.stage import guided_every_step
 
 
 class GangPolicy:
@@ -77,12 +78,15 @@ class AdaptiveGang(GangPolicy):
         return options[max(fitting)]
 
 
-def plan_for(stage, degree: int, guidance_mode: str | None, split: str, per_node: int) -> ParallelPlan | None:
-    """A plan of `degree` GPUs for a stage (see the module docstring), or None if none fits its graph."""
+def plan_for(stage, degree: int, guidance_mode: str | None, split: str, per_node: int,
+             steps: int | None = None) -> ParallelPlan | None:
+    """A plan of `degree` GPUs for a stage (see the module docstring), or None if none fits its graph. CFG
+    parallel only where the stage's schedule runs guidance on every step (`steps`: the pipeline's)."""
     if degree == 1:
         return ParallelPlan()
     graph = stage.graph()
-    cfg = 2 if guidance_mode in GUIDED_MODES and degree % 2 == 0 else 1
+    guided = guidance_mode in GUIDED_MODES and guided_every_step(stage.schedule, guidance_mode, steps)
+    cfg = 2 if guided and degree % 2 == 0 else 1
     rest = degree // cfg
     if split == "tensor":
         tries = [ParallelPlan(cfg=cfg, tensor=rest)]
