@@ -25,18 +25,25 @@ each gang's end being known when it starts); with `backfill` a later request
 starts now on free devices if its gang would end by that time (EASY
 backfilling), so the oldest is never delayed by later ones and never starves.
 
-Time of a call: the rank graph's time through the timeline, as any call,
-minus the ring send/recvs hidden under the attention blocks they overlap
-(`emulator.parallel.stage.overlap_s`, as `stage_summary` counts them). Memory
-per rank: the weights of the rank graphs (tensor parallel shards them, the
-other degrees replicate them), the KV cache of the rank graph held while the
-request holds the gang, and the running call's activations of the rank graph.
+Time of a stage's calls (`GangScheduler.calls_s`, the same sum for a running
+gang and for the backfill's end estimate): each call by its kind under the
+rank stage's schedule (step caching; `StageAtBatch.cost_of`), through the
+timeline, minus the send/recvs hidden under the attention they overlap (ring,
+PipeFusion; per kind of call, as `stage_summary` counts them); PipeFusion's
+pipeline bubble (fills and warm-up, `emulator.parallel.stage.
+pipeline_bubble_s`) is added to the stage's first call, so the gang's one
+run of the stage's calls takes `stage_summary`'s per-rank time. Memory per
+rank: the weights of the rank graphs (`emulator.parallel.memory.weight_bytes`:
+tensor parallel and PipeFusion shard them, the other degrees replicate them),
+the KV cache and cached residuals of the rank stage held while the request
+holds the gang, and the running call's activations of the rank graph.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from emulator.engine.device import Batch
@@ -45,8 +52,11 @@ from emulator.engine.policies.gang import GangPolicy, plan_for
 from emulator.engine.rank_stages import RankStages
 from emulator.engine.request import Request
 from emulator.engine.topology import fits_topology, node_local
+from emulator.parallel.memory import weight_bytes
 from emulator.parallel.plan import ONE_GPU, ParallelPlan
+from emulator.parallel.stage import warmup_calls
 from emulator.pipeline import Stage
+from emulator.schedules import FULL_CALL
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,12 @@ class Seat(BatchPolicy):
     def alone_bytes(self, device, r: Request, stage: Stage) -> int:
         return self.scheduler.alone_bytes(r, stage)
 
+    def call_kinds(self, batch: Batch) -> dict | None:
+        """Calls per kind of the rank stage's calls the batch runs (its last `batch.calls`)."""
+        if batch.stage.schedule is None:
+            return None
+        return self.scheduler.kinds_of(batch.stage, batch.stage.calls - batch.calls)
+
 
 class GangScheduler:
     def __init__(self, env, cluster, gi: int, devices: list, per_node: int, setup: GangSetup):
@@ -90,6 +106,7 @@ class GangScheduler:
         self._options: dict[tuple[int, int], dict[int, ParallelPlan]] = {}
         self._durations: dict[tuple, float] = {}
         self._jobs: dict[tuple[int, int], tuple] = {}  # (class key, stage index) -> job_shape
+        self._kinds: dict[tuple[int, int], dict] = {}  # (id(stage), first call) -> calls per kind from there
         env.process(self.serve())
 
     # -- plans ----------------------------------------------------------------------------------------
@@ -110,7 +127,7 @@ class GangScheduler:
 
     def need(self, cls, stage: Stage, plan: ParallelPlan) -> int:
         """Bytes a rank holds beside the weights while running `stage` under `plan`: KV cache and activations."""
-        run = self.run_stage(stage, plan, cls.pipeline.params.get("guidance_mode"), False)
+        run = self.run_stage(cls, stage, plan, False)
         at = self.costs.at(run, run.batch)
         return at.resident_bytes + at.activation_bytes
 
@@ -120,8 +137,35 @@ class GangScheduler:
         options = self.options(cls, stage)
         return {p: plan for p, plan in options.items() if self.need(cls, stage, plan) <= room} or options
 
-    def run_stage(self, stage: Stage, plan: ParallelPlan, mode: str | None, spans: bool) -> Stage:
-        return stage if plan.degree == 1 else self.setup.stages.get(stage, plan, mode, spans)
+    def run_stage(self, cls, stage: Stage, plan: ParallelPlan, spans: bool) -> Stage:
+        """What one rank runs for a class's stage under `plan` (the stage itself on one GPU)."""
+        params = cls.pipeline.params
+        return stage if plan.degree == 1 else \
+            self.setup.stages.get(stage, plan, params.get("guidance_mode"), spans, params.get("steps"))
+
+    def kinds_of(self, run: Stage, first: int) -> dict:
+        """Calls per kind of `run`'s calls from call `first` on."""
+        key = (id(run), first)
+        if key not in self._kinds:
+            self._kinds[key] = dict(Counter(run.kind(c) for c in range(first, run.calls)))
+        return self._kinds[key]
+
+    def calls_s(self, cls, stage: Stage, plan: ParallelPlan, run: Stage, first: int) -> float:
+        """Seconds a gang takes for `run`'s calls from call `first` on (a stage without KV growth): each call
+        by its kind (`StageAtBatch.cost_of`), less the communication its kind hides under overlap; from the
+        stage's first call, plus PipeFusion's pipeline bubble (fills and warm-up, as `stage_summary`)."""
+        kinds = self.kinds_of(run, first)
+        at = self.costs.at(run, run.batch)
+        seconds = at.cost_of(kinds)[0]
+        if plan.degree == 1:
+            return seconds
+        ranks = self.setup.stages
+        seconds -= sum(ranks.hidden_s(run, k, self.model) * n for k, n in kinds.items())
+        if plan.pipefusion > 1 and first == 0:
+            step = at.kind_step(FULL_CALL).seconds - ranks.hidden_s(run, FULL_CALL, self.model)
+            seconds += ranks.bubble_s(stage, run, plan, self.model, self.costs.runtime, step,
+                                      warmup_calls(cls.pipeline, run))
+        return seconds
 
     def alone_bytes(self, r: Request, stage: Stage) -> int:
         """The least a rank needs for `stage` under any plan the policy may run it with."""
@@ -203,13 +247,15 @@ class GangScheduler:
                 st = r.cls.pipeline.stages[i]
                 plan = plans[st.name]
                 ranks = gang[:plan.degree]
-                run = self.run_stage(st, plan, self.mode(r), self.spans(ranks))
-                at = self.costs.at(run, run.batch)
+                run = self.run_stage(r.cls, st, plan, self.spans(ranks))
                 if run.kv_growth:
+                    base = self.costs.at(run, run.batch).base
                     offset = r.cls.kv_offsets[i] if r.cls.kv_offsets else 0
-                    total += sum(at.base.step(c).seconds for c in range(offset, offset + run.calls))
+                    total += sum(base.step(c).seconds for c in range(offset, offset + run.calls))
+                    if plan.degree > 1:
+                        total -= self.setup.stages.hidden_s(run, FULL_CALL, self.model) * run.calls
                 else:
-                    total += (at.first[0] - self.setup.stages.hidden_per_call_s(run, self.model)) * run.calls
+                    total += self.calls_s(r.cls, st, plan, run, 0)
             self._durations[key] = total
         return self._durations[key]
 
@@ -266,11 +312,11 @@ class GangScheduler:
 
     def run(self, r: Request, plans: dict[str, ParallelPlan], gang: list):
         """r's stages here on its gang, call runs one after another; then the gang is free again."""
-        env, mode = self.env, self.mode(r)
+        env = self.env
         held = [0] * len(gang)  # KV bytes each rank holds while r has the gang
         for st in r.cls.pipeline.stages[r.stage_index:r.stage_index + len(plans)]:
             plan = plans[st.name]
-            run = self.run_stage(st, plan, mode, self.spans(gang[:plan.degree]))
+            run = self.run_stage(r.cls, st, plan, self.spans(gang[:plan.degree]))
             resident = self.costs.at(run, run.batch).resident_bytes
             for j in range(plan.degree):
                 held[j] = max(held[j], resident)
@@ -281,12 +327,15 @@ class GangScheduler:
         while True:
             st, plan = r.stage, plans[r.stage.name]
             ranks = gang[:plan.degree]
-            run = self.run_stage(st, plan, mode, self.spans(ranks))
+            run = self.run_stage(r.cls, st, plan, self.spans(ranks))
             batch = Batch([r], run, run.batch, calls=run.calls - r.calls_done)
             started = [d.begin(batch) for d in ranks]
-            seconds = started[0][0]
-            if plan.degree > 1:
-                seconds -= self.setup.stages.hidden_per_call_s(run, self.model) * batch.calls
+            if run.kv_growth:
+                seconds = started[0][0]
+                if plan.degree > 1:
+                    seconds -= self.setup.stages.hidden_s(run, FULL_CALL, self.model) * batch.calls
+            else:
+                seconds = self.calls_s(r.cls, st, plan, run, run.calls - batch.calls)
             yield env.timeout(seconds)
             self.ended(ranks, batch, started, r)
             if not self.cluster.stage_ends(r, self.gi):
@@ -319,17 +368,20 @@ def options_for(policy: GangPolicy, cls, stage: Stage, devices: int, per_node: i
     """Degree -> plan an adaptive policy may pick for a stage on a group (one GPU when no listed degree fits)."""
     out = {}
     for p in policy.params.degrees:
-        plan = plan_for(stage, p, cls.pipeline.params.get("guidance_mode"), policy.params.split, per_node)
+        params = cls.pipeline.params
+        plan = plan_for(stage, p, params.get("guidance_mode"), policy.params.split, per_node, params.get("steps"))
         if plan is not None and fits_topology(plan, devices, per_node) is None:
             out[p] = plan
     return out or {1: ONE_GPU}
 
 
 def gang_weights_bytes(cluster, gi: int, classes, setup: GangSetup, per_node: int, devices: int) -> int:
-    """Per device of a gang group: each model's largest rank-graph weights among the plans it may run."""
+    """Per device of a gang group: each model's largest rank-graph weights among the plans it may run (read by
+    `emulator.parallel.memory.weight_bytes`, as describe's per-rank memory: PipeFusion's patch repeats hold
+    none of their own)."""
     seen: dict[tuple[str, str], int] = {}
     for c in classes:
-        mode = c.pipeline.params.get("guidance_mode")
+        mode, steps = c.pipeline.params.get("guidance_mode"), c.pipeline.params.get("steps")
         for s in c.pipeline.stages:
             if cluster.group_of(s.name) != gi:
                 continue
@@ -337,7 +389,7 @@ def gang_weights_bytes(cluster, gi: int, classes, setup: GangSetup, per_node: in
                 plans = list(options_for(setup.policy, c, s, devices, per_node).values())
             else:
                 plans = [setup.plans[c.index].get(s.name, ONE_GPU)]
-            most = max((s if p.degree == 1 else setup.stages.get(s, p, mode, False)).graph().totals.weight_bytes
+            most = max(weight_bytes((s if p.degree == 1 else setup.stages.get(s, p, mode, False, steps)).graph())
                        for p in plans)
             key = (c.pipeline.workload, s.weights)
             seen[key] = max(seen.get(key, 0), most)

@@ -6,8 +6,9 @@ spread over nodes runs it with its cross-node collectives flagged
 network path: every collective but Ulysses' all-to-alls and tensor parallel's
 all-reduces (whose groups the placement keeps inside a node) and the sequence
 all-gather of a plan without ring attention (its group is the Ulysses group).
-The ring's send/recvs hidden under attention are counted per call as
-`emulator.parallel.stage.overlap_s` counts them per request.
+The send/recvs hidden under attention (ring, PipeFusion) are counted per call
+of each kind as `emulator.parallel.stage.overlap_s` counts them per request,
+and PipeFusion's bubble as `emulator.parallel.stage.pipeline_bubble_s`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import replace
 
 from emulator.graph import OpGraph
 from emulator.parallel.plan import ParallelPlan
-from emulator.parallel.stage import overlap_s, rank_stage
+from emulator.parallel.stage import overlap_call_s, pipeline_bubble_s, rank_stage
 from emulator.pipeline import Stage
+from emulator.schedules import CallKind
 from emulator.shapes import Collective
 
 NODE_LOCAL_COLLECTIVES = ("all_to_all", "all_reduce")  # Ulysses' and tensor parallel's: kept inside a node
@@ -36,17 +38,20 @@ def across_nodes(graph: OpGraph, plan: ParallelPlan) -> OpGraph:
 
 
 class RankStages:
-    """The Stage one rank runs, per (stage, plan, spanning nodes), made once per scenario."""
+    """The Stage one rank runs, per (stage, plan, spanning nodes), made once per scenario, and what its calls
+    cost beyond their graphs: the overlapped communication they hide and PipeFusion's bubble."""
 
     def __init__(self):
         self._memo: dict[tuple, tuple[Stage, Stage]] = {}  # the stage is kept so that its id stays unique
-        self._hidden: dict[tuple[int, int], float] = {}
+        self._hidden: dict[tuple, float] = {}
+        self._bubble: dict[tuple, float] = {}
 
-    def get(self, stage: Stage, plan: ParallelPlan, guidance_mode: str | None, spans: bool) -> Stage:
+    def get(self, stage: Stage, plan: ParallelPlan, guidance_mode: str | None, spans: bool,
+            steps: int | None = None) -> Stage:
         key = (id(stage), plan, spans)
         found = self._memo.get(key)
         if found is None:
-            rank = rank_stage(stage, plan, guidance_mode)
+            rank = rank_stage(stage, plan, guidance_mode, steps)
             if spans:
                 build = rank.build
                 rank = replace(rank, description=f"{rank.description}, across nodes",
@@ -54,9 +59,17 @@ class RankStages:
             found = self._memo[key] = (stage, rank)
         return found[1]
 
-    def hidden_per_call_s(self, rank: Stage, model) -> float:
-        """Seconds per call the ring's overlapped send/recvs hide (0 without ring attention)."""
-        key = (id(rank), id(model))
+    def hidden_s(self, rank: Stage, kind: CallKind, model) -> float:
+        """Seconds one call of `kind` hides under overlap (0 without ring attention or PipeFusion)."""
+        key = (id(rank), kind, id(model))
         if key not in self._hidden:
-            self._hidden[key] = overlap_s(rank, model) / rank.calls
+            self._hidden[key] = overlap_call_s(rank.call_graph(kind), model)
         return self._hidden[key]
+
+    def bubble_s(self, single: Stage, rank: Stage, plan: ParallelPlan, model, runtime, step_s: float,
+                 warmup_calls: int) -> float:
+        """PipeFusion's bubble per request of the stage (`emulator.parallel.stage.pipeline_bubble_s`)."""
+        key = (id(rank), id(model), warmup_calls)
+        if key not in self._bubble:
+            self._bubble[key] = pipeline_bubble_s(single, rank, plan, model, runtime, step_s, warmup_calls)
+        return self._bubble[key]
