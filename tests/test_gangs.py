@@ -13,7 +13,7 @@ from emulator.engine.simulate import run_scenario
 from emulator.errors import UserError
 from emulator.graph import OpGraph
 from emulator.parallel.plan import parse_stage_plan
-from emulator.parallel.stage import rank_stage, stage_summary
+from emulator.parallel.stage import rank_stage, stage_summary, warmup_calls
 from emulator.pipeline import Stage
 from emulator.shapes import Collective
 from workloads import build
@@ -68,19 +68,23 @@ def test_plans_of_one_gpu_reproduce_single_device_results_exactly(tmp_path):
         latencies(tmp_path / "plain" / "fcfs" / "requests.csv")
 
 
-@pytest.mark.parametrize("plan", ["cfg=2,ring=2", "ulysses=2,cfg=2", "ulysses=4"])
+@pytest.mark.parametrize("plan", ["cfg=2,ring=2", "ulysses=2,cfg=2", "ulysses=4", "pipefusion=2",
+                                  "pipefusion=3,patches=4,cfg=2"])
 def test_a_lone_request_on_a_gang_takes_the_rank_stage_time(tmp_path, plan):
     run(tmp_path, [video(plan=plan)], [{"policy": "gang"}], cluster={"devices": 8})
     (row,) = rows(tmp_path / "gang" / "requests.csv")
-    # assembled from the parallel package: unplanned stages on one GPU, the transformer per rank (ring overlap
-    # taken off, as stage_summary counts it)
+    # assembled from the parallel package: unplanned stages on one GPU, the transformer per rank (ring and
+    # PipeFusion overlap taken off, PipeFusion's bubble added, as stage_summary counts them)
     model, p = cost_model(H100), parse_stage_plan(plan)
     pipeline = build("wan2.1-t2v-1.3b", **WAN)
     mode = pipeline.params["guidance_mode"]
     expected = 0.0
     for s in pipeline.stages:
         if s.name == "transformer":
-            expected += stage_summary(s, rank_stage(s, p, mode), p, model)["per_rank_s"]
+            rank = rank_stage(s, p, mode)
+            summary = stage_summary(s, rank, p, model, warmup_calls=warmup_calls(pipeline, rank))
+            assert (summary["pipeline_bubble_s"] > 0) == (p.pipefusion > 1)
+            expected += summary["per_rank_s"]
         else:
             expected += stage_time(s, model)[1].seconds
     assert float(row["latency_s"]) == pytest.approx(expected, rel=1e-9)
