@@ -209,6 +209,7 @@ class Metrics:
         self.series: list[DeviceSeries] = []
         self._requests = self._timeseries = None
         self.trace = None
+        self._before_finish: list = []  # report(end_s) callables
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             self._requests_file = open(out_dir / "requests.csv", "w", newline="")  # noqa: SIM115 (streamed, closed in close_outputs)
@@ -347,6 +348,37 @@ class Metrics:
                 f = (hi - lo) / span
                 self._add(s, f, flops, moved, busy_s, used_bytes, seq_len, running, span)
 
+    def work_in_open_bin(self, device, spans: list, used_bytes: int, seq_len: int, running: int) -> None:
+        """`work` over each (start_s, end_s, flops, moved, busy_s) of `spans`, in order, all inside the device's
+        open time bin (`open_bin`): the same sums, without a call each."""
+        s = self.series[device.index]
+        busy, flops, moved = s.busy_s, s.flops, s.bytes
+        b_busy, b_flops, b_bytes, b_seq, b_running = s.b_busy, s.b_flops, s.b_bytes, s.b_seq, s.b_running
+        for start_s, end_s, f, m, busy_s in spans:
+            busy += busy_s
+            flops += f
+            moved += m
+            span = end_s - start_s
+            b_busy += busy_s
+            b_flops += f
+            b_bytes += m
+            b_seq += span * seq_len
+            b_running += span * running
+        s.busy_s, s.flops, s.bytes = busy, flops, moved
+        s.b_busy, s.b_flops, s.b_bytes, s.b_seq, s.b_running = b_busy, b_flops, b_bytes, b_seq, b_running
+        if spans:
+            s.b_memory = max(s.b_memory, used_bytes)
+
+    def open_bin(self, device) -> int:
+        """The device's open time bin: `work` over [start_s, end_s] with int(start_s / resolution_s) and
+        int(end_s / resolution_s) both equal to it only adds to it (writes no row)."""
+        return self.series[device.index].bin
+
+    def before_finish(self, report) -> None:
+        """Have `report(end_s)` called when the run ends, before the last bins are written: a device process
+        that records its calls after they ended records then those that ended before end_s."""
+        self._before_finish.append(report)
+
     @staticmethod
     def _add(s: DeviceSeries, f: float, flops, moved, busy_s, used_bytes, seq_len, running, span) -> None:
         s.b_busy += f * busy_s
@@ -381,6 +413,8 @@ class Metrics:
     # -- end ------------------------------------------------------------------------------------------
 
     def finish(self, end_s: float) -> None:
+        for report in self._before_finish:
+            report(end_s)
         last = int(end_s / self.resolution_s)
         for s in self.series:
             while s.bin <= last:
