@@ -40,6 +40,9 @@ CASES = {
     "two-devices-pods-of-2": ({"devices": 2}, [sd_traffic(6.0)], {"pod_size": 2, "stagger": 0.5}, 6.37, 0.5),
     "pods-of-3-scheduled": ({"devices": 1}, [sd_traffic(3.0), {**sd_traffic(2.0, cfg_steps="0:4"), "name": "cfg"}],
                             {"pod_size": 3, "stagger": 0.25}, 5.81, 0.25),
+    # members that end together, the first of them leaving (configs/pods.yaml at seed 0)
+    "synchronized-pods-of-4": ({"devices": 1}, [sd_traffic(0.8, image_size=512, steps=50)], {"pod_size": 4, "stagger": 0.0},
+                               10.0, 1.0),
     "pods-of-1": ({"devices": 1}, [sd_traffic(4.0)], {"pod_size": 1}, 4.03, 1.0),
 }
 
@@ -47,7 +50,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_coalesced_pods_write_the_same_outputs(tmp_path, monkeypatch, case):
     cluster, traffic, params, horizon_s, resolution_s = CASES[case]
-    data = {"name": "coalesce", "horizon_s": horizon_s, "drain": False, "cluster": cluster, "traffic": traffic,
+    data = {"name": "coalesce", "seed": 0, "device": "a100-sxm4-80gb", "attention": "flash", "horizon_s": horizon_s, "drain": False, "cluster": cluster, "traffic": traffic,
             "policies": [{"name": "p", "policy": "pods", **params}],
             "output": {"timeseries_resolution_s": resolution_s}}
     one_by_one, none = outputs(tmp_path, "off", data, False, monkeypatch)

@@ -154,8 +154,8 @@ class Pods(BatchPolicy):
             yield env.timeout(delay_to(env.now, end))
             self.report_before()
             metrics.work(device, start, end, run.flops, run.bytes, run.busy_s, used, self.seq_len, len(members))
-            for i in run.ended:
-                self.end_call(device, members[i], end)
+            for m in [members[i] for i in run.ended]:  # taken first: a member that leaves shifts the others
+                self.end_call(device, m, end)
 
     def pass_boundaries(self, device, start: float, end: float, run: Advance) -> tuple:
         """Pass the call boundaries, from `end` on, that change nothing outside the pod (its members only go on to
