@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from emulator.devices import DEFAULT_DEVICE, catalog
+from emulator.devices import catalog
 from experiments import EXPERIMENTS, cost_slo
 
 
@@ -15,10 +15,9 @@ def rows(path):
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cost-slo")
-    result = cost_slo.run(DEFAULT_DEVICE, d)
-    return d, result
+def out(experiment_results):
+    d, results = experiment_results
+    return d, results[cost_slo.NAME]
 
 
 def test_registered_with_its_columns(out):

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from emulator.devices import DEFAULT_DEVICE, catalog
+from emulator.devices import catalog
 from experiments import EXPERIMENTS, device_choice
 from experiments.common import model
 
@@ -15,8 +15,8 @@ GPUS = [name for name, d in catalog().items() if d.kind == "gpu"]
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    return device_choice.run(DEFAULT_DEVICE, tmp_path_factory.mktemp("device-choice"))
+def result(experiment_results):
+    return experiment_results[1][device_choice.NAME]
 
 
 @pytest.fixture(scope="module")

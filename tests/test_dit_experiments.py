@@ -20,9 +20,8 @@ def rows(path):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dit-experiments")
-    return {m.NAME: m.run(DEFAULT_DEVICE, out) for m in NEW}
+def results(experiment_results):
+    return {m.NAME: experiment_results[1][m.NAME] for m in NEW}
 
 
 def test_registered_after_the_study_in_order():

@@ -26,10 +26,8 @@ def rows(path):
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    d = tmp_path_factory.mktemp("experiments")
-    assert main(["all", "--out", str(d)]) == 0
-    return d
+def out(experiment_results):
+    return experiment_results[0]
 
 
 def test_all_writes_every_csv_png_and_a_report_that_links_them(out):

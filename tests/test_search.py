@@ -103,15 +103,10 @@ def test_the_cli_writes_the_files_and_prints_the_ranking(tmp_path, capsys):
     assert {p.name for p in (tmp_path / "o").iterdir()} >= {"configs.csv", "points.csv", "search.json"}
 
 
-def test_runs_through_ray_when_installed(tmp_path):
-    ray = pytest.importorskip("ray")
+def test_runs_through_ray_when_installed(tmp_path, ray_session):
     study = {**STUDY, "axes": {"device": ["h100-sxm"]}, "counts": [1, 2]}
     path = write(tmp_path, study)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert search(path, ray="auto").best == search(path, workers=1).best
-    finally:
-        ray.shutdown()  # leave no Ray session behind for other tests
+    assert search(path, ray="auto").best == search(path, workers=1).best
 
 
 def test_the_lower_bound_credits_a_gang_perfect_scaling_and_counts_cached_calls():

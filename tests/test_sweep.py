@@ -54,15 +54,10 @@ def test_pool_and_in_process_runs_give_the_same_table_and_failures_become_rows(t
     assert list(pool["run_id"]) == sorted(pool["run_id"])
 
 
-def test_ray_gives_the_same_table_as_the_pool(tmp_path):
-    ray = pytest.importorskip("ray")
+def test_ray_gives_the_same_table_as_the_pool(tmp_path, ray_session):
     path = write_sweep(tmp_path, {"traffic[0].arrival.rate_per_s": [1.0, 3.0]}, seeds=[1, 2])
     pool = sweep(path, tmp_path / "pool", workers=2)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        on_ray = sweep(path, tmp_path / "ray", ray="auto")
-    finally:
-        ray.shutdown()
+    on_ray = sweep(path, tmp_path / "ray", ray="auto")
     assert on_ray.equals(pool)
 
 
