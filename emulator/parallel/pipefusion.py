@@ -41,7 +41,6 @@ assumptions, each stated against the paper:
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from math import ceil
 
 import networkx as nx
@@ -50,8 +49,8 @@ from emulator.errors import UserError
 from emulator.graph import OpGraph
 from emulator.ops import Op
 from emulator.parallel.listing import MAX_LISTED, listed
-from emulator.parallel.roles import longest_sequence
-from emulator.shapes import Attention, Collective, Elementwise, Linear, Norm, Softmax
+from emulator.parallel.roles import longest_sequence, split_tokens
+from emulator.shapes import Attention, Collective, Elementwise
 
 LAYER = re.compile(r"^(.*?\.\d+)\.")  # "transformer.blocks.7.attn1.to_q" -> "transformer.blocks.7"
 PATCH = ".patch."  # patch j >= 1 of an op is named "<op>.patch.<j>"; patch 0 keeps the op's name
@@ -120,22 +119,6 @@ def check_pipefusion(stage: str, graph: OpGraph, p: int, m: int) -> None:
 
 
 # -- one rank's graph ---------------------------------------------------------------------------------------
-def patch_shape(shape, m: int):
-    """A layer op's shape on one of `m` patches: its tokens / m (ceil); attention keeps full-length K/V."""
-    if isinstance(shape, Linear):
-        return replace(shape, m=ceil(shape.m / m))
-    if isinstance(shape, Attention):
-        return replace(shape, q_len=ceil(shape.q_len / m))
-    if isinstance(shape, Softmax):
-        return replace(shape, rows=ceil(shape.rows / m))
-    if isinstance(shape, Norm):  # elements = batch x rows x channels
-        rows = shape.elements // (shape.batch * shape.channels)
-        return replace(shape, elements=shape.batch * ceil(rows / m) * shape.channels)
-    if isinstance(shape, Elementwise):
-        return replace(shape, elements=ceil(shape.elements / m))
-    return shape
-
-
 def patch_name(name: str, j: int) -> str:
     return name if j == 0 else f"{name}{PATCH}{j}"
 
@@ -181,7 +164,7 @@ def pipefusion_rank(graph: OpGraph, stages: int, patches: int, stage: int | None
     for j in range(m):
         written = None  # the K/V copy writes into the stale buffer (counted as K/V): done with at the next op
         for op in layer_ops:
-            ops.append(Op(patch_name(op.name, j), patch_shape(op.shape, m), op.dtype))
+            ops.append(Op(patch_name(op.name, j), split_tokens(op.shape, m), op.dtype))
             if written:
                 edges.append((written, ops[-1].name))
                 written = None

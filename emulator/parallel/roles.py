@@ -19,11 +19,12 @@ Graphs carry shapes, not tensor dimensions, so the roles are inferred:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from math import ceil
 from typing import Mapping
 
 from emulator.graph import OpGraph
-from emulator.shapes import Elementwise, Linear, Norm, Softmax
+from emulator.shapes import Attention, Elementwise, Linear, Norm, Softmax
 
 # Pointwise ops a column -> attention or column -> row path may cross (never a residual add).
 PATH_OPS = ("rope", "copy", "memcpy", "gelu", "silu", "quick_gelu", "geglu", "swiglu", "mul", "scale")
@@ -141,3 +142,20 @@ def tensor_roles(graph: OpGraph) -> TensorRoles:
     for name in [n for n, role in found.items() if role == "row"]:  # the MLP half of a fused output (HunyuanVideo)
         _walk_back(graph, name, frozenset(), found, between)
     return TensorRoles(found, frozenset(between))
+
+
+def split_tokens(shape, parts: int):
+    """A token-wise shape on one of `parts` pieces of its rows (tokens, positions, elements), rounded up;
+    attention keeps its full-length K/V. Other shapes are returned unchanged."""
+    if isinstance(shape, Linear):  # [m, k] x [k, n]: m tokens
+        return replace(shape, m=ceil(shape.m / parts))
+    if isinstance(shape, Attention):  # q_len queries against kv_len keys
+        return replace(shape, q_len=ceil(shape.q_len / parts))
+    if isinstance(shape, Softmax):
+        return replace(shape, rows=ceil(shape.rows / parts))
+    if isinstance(shape, Norm):  # elements = batch x rows x channels
+        rows = shape.elements // (shape.batch * shape.channels)
+        return replace(shape, elements=shape.batch * ceil(rows / parts) * shape.channels)
+    if isinstance(shape, Elementwise):
+        return replace(shape, elements=ceil(shape.elements / parts))
+    return shape

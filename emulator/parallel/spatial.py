@@ -31,7 +31,8 @@ from emulator.errors import UserError
 from emulator.graph import OpGraph
 from emulator.ops import Op
 from emulator.parallel.listing import MAX_LISTED, listed
-from emulator.shapes import Attention, Collective, Conv, Elementwise, Linear, Norm, Resample, Softmax
+from emulator.parallel.roles import split_tokens
+from emulator.shapes import Attention, Collective, Conv, Norm, Resample
 
 
 def needs_halo(shape) -> bool:
@@ -66,21 +67,10 @@ def check_spatial(stage: str, graph: OpGraph, p: int) -> None:
 
 def rows_split(shape, p: int):
     """A shape on one rank: its rows (and the tokens, positions or elements they carry) / p, rounded up."""
-    if isinstance(shape, (Conv, Resample)):
+    if isinstance(shape, (Conv, Resample)):  # size = (..., height, width)
         size = shape.size[:-2] + (ceil(shape.size[-2] / p), shape.size[-1])
         return replace(shape, size=size)
-    if isinstance(shape, Norm):  # elements = batch x positions x channels
-        positions = shape.elements // (shape.batch * shape.channels)
-        return replace(shape, elements=shape.batch * ceil(positions / p) * shape.channels)
-    if isinstance(shape, Linear):
-        return replace(shape, m=ceil(shape.m / p))
-    if isinstance(shape, Attention):
-        return replace(shape, q_len=ceil(shape.q_len / p))
-    if isinstance(shape, Softmax):
-        return replace(shape, rows=ceil(shape.rows / p))
-    if isinstance(shape, Elementwise):
-        return replace(shape, elements=ceil(shape.elements / p))
-    return shape
+    return split_tokens(shape, p)
 
 
 def halo_elements(conv: Conv) -> int:
