@@ -36,26 +36,23 @@ class CachePreset:
 
 
 BENCHMARK_FLUX = "varadrane1707/BenchmarkFlux README, A100, 1024x1024, 28 steps"
+FLUX_BASE_S = 15.65  # that benchmark's FLUX.1-dev without a cache, bf16 on one A100
+
+
+def flux_preset(method: str, prefix: int, cached_s: float, threshold: str) -> CachePreset:
+    """A FLUX.1-dev preset from the benchmark's time with the cache: share computed = 1 / speed-up."""
+    return CachePreset(method, "FLUX.1-dev", prefix, "residual+indicator",
+                       f"{BENCHMARK_FLUX}: {FLUX_BASE_S} s -> {cached_s} s", share=cached_s / FLUX_BASE_S,
+                       threshold=threshold, reported_speedup=FLUX_BASE_S / cached_s, share_from="1/speed-up")
+
 
 PRESETS: dict[str, CachePreset] = {
-# FLUX.1-dev, 1024x1024, 28 steps, bf16 on one A100 (varadrane1707/BenchmarkFlux README): 15.65 s baseline;
+    # FLUX.1-dev, 1024x1024, 28 steps, bf16 on one A100 (varadrane1707/BenchmarkFlux README): 15.65 s baseline;
     # TeaCache 0.2 10.96 s, 0.4 7.01 s, 0.6 5.23 s; FBCache 0.15 5.09 s.
-    "teacache-flux-0.2": CachePreset("teacache", "FLUX.1-dev", 0, "residual+indicator",
-                                     f"{BENCHMARK_FLUX}: 15.65 s -> 10.96 s",
-                                     share=10.96 / 15.65, threshold="rel_l1_thresh 0.2",
-                                     reported_speedup=15.65 / 10.96, share_from="1/speed-up"),
-    "teacache-flux-0.4": CachePreset("teacache", "FLUX.1-dev", 0, "residual+indicator",
-                                     f"{BENCHMARK_FLUX}: 15.65 s -> 7.01 s",
-                                     share=7.01 / 15.65, threshold="rel_l1_thresh 0.4",
-                                     reported_speedup=15.65 / 7.01, share_from="1/speed-up"),
-    "teacache-flux-0.6": CachePreset("teacache", "FLUX.1-dev", 0, "residual+indicator",
-                                     f"{BENCHMARK_FLUX}: 15.65 s -> 5.23 s",
-                                     share=5.23 / 15.65, threshold="rel_l1_thresh 0.6",
-                                     reported_speedup=15.65 / 5.23, share_from="1/speed-up"),
-    "fbcache-flux-0.15": CachePreset("fbcache", "FLUX.1-dev", 1, "residual+indicator",
-                                     f"{BENCHMARK_FLUX}: 15.65 s -> 5.09 s",
-                                     share=5.09 / 15.65, threshold="residual_diff_threshold 0.15",
-                                     reported_speedup=15.65 / 5.09, share_from="1/speed-up"),
+    "teacache-flux-0.2": flux_preset("teacache", 0, 10.96, "rel_l1_thresh 0.2"),
+    "teacache-flux-0.4": flux_preset("teacache", 0, 7.01, "rel_l1_thresh 0.4"),
+    "teacache-flux-0.6": flux_preset("teacache", 0, 5.23, "rel_l1_thresh 0.6"),
+    "fbcache-flux-0.15": flux_preset("fbcache", 1, 5.09, "residual_diff_threshold 0.15"),
     # Wan 2.1, 129 frames at 1280x720 on one H100 (rakib91221/PromptTea, PromptTea4Wan2.1/README.md): 181.62 PFLOPs
     # per video; TeaCache "slow" 91.14 PFLOPs (1.93x), "fast" 66.81 PFLOPs (2.64x).
     "teacache-wan-slow": CachePreset("teacache", "Wan 2.1", 0, "residual+indicator",
