@@ -42,7 +42,7 @@ from typing import Any
 from emulator.engine.lone_request import lone_request_bound_s
 from emulator.engine.scenario import check_name, read_yaml
 from emulator.engine.schema import fail, parse
-from emulator.engine.sweep import Run, check_axes, run_all, set_path, short, split_path
+from emulator.engine.sweep import Run, check_axes, read_base, run_all, set_path, short, split_path
 from emulator.errors import UserError, clip
 
 SLO_COLUMNS = ("latency_p99_s", "ttft_p99_s", "tpot_p99_s")
@@ -127,10 +127,7 @@ def load_study(path: str | Path) -> tuple[SearchFile, dict, Path]:
     except UserError as e:
         raise UserError(f"{path}: {str(e).removeprefix('search.')}") from None
     base_path = path.parent / study.base
-    try:
-        base = read_yaml(base_path, "base scenario")
-    except UserError as e:
-        raise UserError(f"{path}: base scenario {clip(study.base, 60)!r}: {e}") from None
+    base = read_base(path, study.base)
     if not isinstance(base, dict) or not isinstance(base.get("policies"), list):
         raise UserError(f"{path}: base scenario {study.base!r} has no list of policies")
     if study.policies is not None:

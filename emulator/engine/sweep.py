@@ -165,6 +165,14 @@ def scenario_problem(data: dict, base_dir: Path) -> str | None:
     return None
 
 
+def read_base(path: Path, base: str):
+    """The base scenario a sweep or search file at `path` names, read as YAML; a bad one in one line."""
+    try:
+        return read_yaml(path.parent / base, "base scenario")
+    except UserError as e:
+        raise UserError(f"{path}: base scenario {clip(base, 60)!r}: {e}") from None
+
+
 def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
     """The sweep, its base scenario's YAML data, and the base's directory."""
     path = Path(path)
@@ -182,10 +190,7 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, dict, Path]:
     except UserError as e:
         raise UserError(f"{path}: {str(e).removeprefix('sweep.')}") from None
     base_path = path.parent / sweep.base
-    try:
-        base = read_yaml(base_path, "base scenario")
-    except UserError as e:
-        raise UserError(f"{path}: base scenario {clip(sweep.base, 60)!r}: {e}") from None
+    base = read_base(path, sweep.base)
     if sweep.policies is not None:
         if not isinstance(base, dict) or not isinstance(base.get("policies"), list):
             raise UserError(f"{path}: base scenario {sweep.base!r} has no list of policies")
