@@ -154,6 +154,16 @@ def test_the_engine_is_unchanged_by_a_schedule_computing_every_call(tmp_path):
         assert [r["latency_s"] for r in full[name]] == [r["latency_s"] for r in plain[name]], name
 
 
+def test_the_summary_names_each_class_schedule_and_only_where_one_is_set(tmp_path):
+    import json
+
+    run(tmp_path / "plain", FLUX, POLICIES[:1])
+    assert "schedules" not in json.loads((tmp_path / "plain" / "fcfs" / "summary.json").read_text())
+    run(tmp_path / "cached", {**FLUX, "cache": "interval=2"}, POLICIES[:1])
+    named = json.loads((tmp_path / "cached" / "fcfs" / "summary.json").read_text())["schedules"]
+    assert list(named) == ["c"] and "quality is not modelled" in named["c"]
+
+
 def test_a_lone_cached_request_takes_its_described_time(tmp_path, model):
     knobs = {**FLUX, "cache": "interval=2,prefix=1"}
     expected = sum(scheduled_stage_time(s, model)[1].seconds for s in build("flux1-dev", **knobs).stages)

@@ -111,7 +111,7 @@ class Cluster:
             need = d.policy.alone_bytes(d, r, s)
             if d.weights_bytes + need > d.capacity_bytes:
                 return (f"{s.name} needs {need / GB:.2f} GB (activations {at.activation_bytes / GB:.2f}, "
-                        f"KV {d.resident_need(r) / GB:.2f}) beside {d.weights_bytes / GB:.2f} GB of weights "
+                        f"resident KV and step cache {d.resident_need(r) / GB:.2f}) beside {d.weights_bytes / GB:.2f} GB of weights "
                         f"on a {d.model.device.name} of {d.capacity_bytes / GB:.0f} GB")
         return None
 

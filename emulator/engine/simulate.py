@@ -99,6 +99,13 @@ def merged(a: dict, b: dict) -> dict:
     return out
 
 
+def schedules(ctx: Context) -> dict:
+    """{"schedules": {class: its loop stage's per-call schedule}} where some class has one, else {} (so
+    summaries of unscheduled scenarios are unchanged)."""
+    named = {c.name: c.loop_stage.schedule.text() for c in ctx.classes if c.loop_stage.schedule is not None}
+    return {"schedules": named} if named else {}
+
+
 def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: int,
                     trace: bool = False, progress: bool = False) -> dict:
     """One policy on the scenario's traffic: its outputs written into `out_dir`, its summary returned."""
@@ -122,6 +129,7 @@ def simulate_policy(ctx: Context, spec: PolicySpec, out_dir: Path | None, seed: 
         **({} if s.runtime == DEFAULT_RUNTIME else {"runtime": s.runtime}),  # eager summaries are unchanged
         "seed": seed, "horizon_s": s.horizon_s, "drain": s.drain,
         "cost_sources": list(ctx.sources.values()),
+        **schedules(ctx),
         **measured,
         "cost": cost,
     }
