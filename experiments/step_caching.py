@@ -15,7 +15,6 @@ schedule gives.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from emulator.cache_presets import PRESETS
@@ -40,11 +39,6 @@ def schedules(workload: str) -> list[str]:
     return presets + [f"share={s:g}" for s in SHARES]
 
 
-def ranked(stage, plan, mode):
-    """One rank's transformer under the stage's own schedule (ulysses keeps every call)."""
-    return replace(rank_stage(stage, plan, mode), schedule=stage.schedule)
-
-
 def rows_for(workload: str, device: str) -> list[dict]:
     cost = model(device, "default")
     base = build(workload)
@@ -59,7 +53,7 @@ def rows_for(workload: str, device: str) -> list[dict]:
         stage = p.stage("transformer")
         computed = stage.schedule.shares().get("full", 0.0)
         preset = PRESETS.get(name)
-        for gpus, s in ((1, stage), (4, ranked(stage, plan.for_stage("transformer"), mode))):
+        for gpus, s in ((1, stage), (4, rank_stage(stage, plan.for_stage("transformer"), mode))):
             t = scheduled_stage_time(s, cost)[1].seconds
             rows.append({"workload": workload, "schedule": name, "computed_share": computed, "gpus": gpus,
                          "transformer_s": t, "request_s": rest + t, "transformer_speedup": plain[gpus] / t,

@@ -89,14 +89,6 @@ class Device:
         self.reserved_bytes += held
         self._check()
 
-    def hold(self, n_bytes: int) -> None:
-        """Reserve `n_bytes` (a gang rank's share of a request's KV cache) until `unhold`."""
-        self.reserved_bytes += n_bytes
-        self._check()
-
-    def unhold(self, n_bytes: int) -> None:
-        self.reserved_bytes -= n_bytes
-
     def release(self, r: Request) -> None:
         if r.held_bytes is not None:
             self.reserved_bytes -= r.held_bytes
@@ -104,7 +96,7 @@ class Device:
 
     def hold(self, reserved_delta_bytes: int, running_delta_bytes: int = 0) -> None:
         """Change the bytes held for requests and for running calls by these amounts (a policy that allocates
-        memory itself, block by block); checked against the capacity."""
+        memory itself: KV blocks, a gang rank's share of a request's KV cache); checked against the capacity."""
         self.reserved_bytes += reserved_delta_bytes
         self.running_bytes += running_delta_bytes
         self._check()

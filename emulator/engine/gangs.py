@@ -341,7 +341,7 @@ class GangScheduler:
             if not self.cluster.stage_ends(r, self.gi):
                 break
         for d, b in zip(gang, held):
-            d.unhold(b)
+            d.hold(-b)
         for d in gang:
             del self.until[d.index]
             bisect.insort(self.free[d.node], d, key=lambda x: x.index)
